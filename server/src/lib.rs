@@ -1,0 +1,35 @@
+//! # milvault-server
+//!
+//! Backs up Milvus clusters into object storage and restores them, served over gRPC.
+//!
+//! ## Layout
+//! - [`config`] — the one typed configuration struct (file < env < flags).
+//! - [`error`] — the one error enum and its single mapping to gRPC statuses.
+//! - [`storage`] — OpenDAL stores: streaming, hashed copies.
+//! - [`repository`] — the backup layout and manifest contract.
+//! - [`selection`] — backup names and collection filters.
+//! - [`milvus`] — the Milvus client, version gates, GC pause, schema conversion.
+//! - [`jobs`] — background jobs, their watch channels and journal.
+//! - [`backup`], [`restore`], [`delete`] — the three kinds of job.
+//! - [`api`] — the tonic edge: validate, start or read, map errors.
+//! - [`app`] — shared state and name resolution; [`server`] — wiring and `run`.
+//! - [`telemetry`] — logs and OpenTelemetry traces.
+
+pub mod api;
+pub mod app;
+pub mod backup;
+pub mod config;
+pub mod delete;
+pub mod error;
+pub mod jobs;
+pub mod milvus;
+pub mod repository;
+pub mod restore;
+pub mod selection;
+pub mod server;
+pub mod storage;
+pub mod telemetry;
+
+pub use config::Config;
+pub use error::{Error, Result};
+// pub use server::{run, serve};

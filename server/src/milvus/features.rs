@@ -1,0 +1,148 @@
+//! What a Milvus server version can do, decided in one place.
+//!
+//! Code asks for a feature by name (`supports_databases`, `gc_pause`, ...) instead of
+//! comparing versions where it needs them; the version facts live here only.
+
+use std::fmt;
+
+/// A Milvus server version (`v2.3.5` → 2.3.5). Unparsable strings become 0.0.0 and
+/// are treated as the oldest version (the safe side).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Version {
+    /// Major.
+    pub major: u32,
+    /// Minor.
+    pub minor: u32,
+    /// Patch.
+    pub patch: u32,
+}
+
+impl Version {
+    /// Builds a version.
+    pub const fn new(major: u32, minor: u32, patch: u32) -> Self {
+        Self { major, minor, patch }
+    }
+
+    /// Parses `v2.3.5`, `2.3.5`, `v2.4.0-rc.1`, `2.6.8-dev`, ...
+    pub fn parse(text: &str) -> Option<Self> {
+        let t = text.trim().trim_start_matches(['v', 'V']);
+        let core = t.split(['-', '+', ' ']).next()?;
+        let mut parts = core.split('.').map(|p| p.parse::<u32>());
+        let major = parts.next()?.ok()?;
+        let minor = parts.next().unwrap_or(Ok(0)).ok()?;
+        let patch = parts.next().unwrap_or(Ok(0)).ok()?;
+        Some(Self { major, minor, patch })
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+/// How the server's garbage collector can be paused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GcPause {
+    /// No working endpoint (2.2, 2.3): copy promptly and verify instead.
+    Unavailable,
+    /// `pause?pause_seconds=N` / `resume` (2.4 up to 2.6.7).
+    Global,
+    /// Per-collection tickets (`collection_id=`, `ticket=`), 2.6.8+.
+    Ticketed,
+}
+
+/// The feature gates of one server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Features {
+    /// The server's version.
+    pub version: Version,
+}
+
+impl Features {
+    /// Gates for `version`.
+    pub const fn new(version: Version) -> Self {
+        Self { version }
+    }
+
+    fn at_least(&self, major: u32, minor: u32, patch: u32) -> bool {
+        self.version >= Version::new(major, minor, patch)
+    }
+
+    /// Databases (`ListDatabases`, `CreateDatabase`, the `dbname` header): 2.2.7+.
+    pub fn supports_databases(&self) -> bool {
+        self.at_least(2, 2, 7)
+    }
+
+    /// `ListAliases`: 2.3.0+ (before that, aliases come from `DescribeCollection`).
+    pub fn supports_list_aliases(&self) -> bool {
+        self.at_least(2, 3, 0)
+    }
+
+    /// `BackupRBAC` / `RestoreRBAC` (passwords included): 2.4.10+.
+    pub fn supports_rbac_export(&self) -> bool {
+        self.at_least(2, 4, 10)
+    }
+
+    /// `GetFlushState` takes `flush_ts` and the collection name: 2.3.1+.
+    pub fn flush_state_by_ts(&self) -> bool {
+        self.at_least(2, 3, 1)
+    }
+
+    /// How GC can be paused during a backup.
+    pub fn gc_pause(&self) -> GcPause {
+        if self.at_least(2, 6, 8) {
+            GcPause::Ticketed
+        } else if self.at_least(2, 4, 0) {
+            GcPause::Global
+        } else {
+            GcPause::Unavailable
+        }
+    }
+
+    /// Binlog import into a partition-key collection: refused by 2.2/2.3 ("target
+    /// partition must be only one"); 2.4+ accepts a named partition in backup mode.
+    pub fn binlog_import_into_partition_key(&self) -> bool {
+        self.at_least(2, 4, 0)
+    }
+
+    /// The `skip_disk_quota_check` import option: 2.4+.
+    pub fn import_skips_disk_quota(&self) -> bool {
+        self.at_least(2, 4, 0)
+    }
+
+    /// Whether indexes must be created after the import (2.4+ would otherwise make the
+    /// import wait for index builds). Earlier versions do not care; we always create
+    /// them after, so this is informational.
+    pub fn index_after_import(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_versions() {
+        assert_eq!(Version::parse("v2.3.5"), Some(Version::new(2, 3, 5)));
+        assert_eq!(Version::parse("2.4.0-rc.1"), Some(Version::new(2, 4, 0)));
+        assert_eq!(Version::parse("v2.6"), Some(Version::new(2, 6, 0)));
+        assert_eq!(Version::parse("garbage"), None);
+    }
+
+    #[test]
+    fn gates_follow_the_protocol_facts() {
+        let v = |s| Features::new(Version::parse(s).expect("version"));
+        assert!(!v("v2.2.6").supports_databases());
+        assert!(v("v2.2.16").supports_databases());
+        assert!(!v("v2.2.16").supports_list_aliases());
+        assert!(v("v2.3.5").supports_list_aliases());
+        assert_eq!(v("v2.3.5").gc_pause(), GcPause::Unavailable);
+        assert_eq!(v("v2.4.10").gc_pause(), GcPause::Global);
+        assert_eq!(v("v2.6.8").gc_pause(), GcPause::Ticketed);
+        assert!(!v("v2.4.9").supports_rbac_export());
+        assert!(v("v2.4.10").supports_rbac_export());
+        assert!(!v("v2.3.5").binlog_import_into_partition_key());
+    }
+}

@@ -1,0 +1,99 @@
+//! Pausing Milvus's garbage collector while a backup copies files, over the
+//! management HTTP port (9091).
+//!
+//! Best effort by design: where the server has no working endpoint (2.2, 2.3) the
+//! backup copies promptly from one segment listing and verifies every file instead;
+//! the job says so in a warning. A pause is renewed while the backup runs and always
+//! resumed at the end (or expires by itself if we die).
+
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+
+use super::features::GcPause;
+
+/// How long one pause lasts; renewed at half-time.
+const PAUSE_SECS: u64 = 600;
+
+/// A held GC pause.
+pub struct GcPauseGuard {
+    base: String,
+    ticket: Option<String>,
+    renewer: Option<JoinHandle<()>>,
+    http: reqwest::Client,
+}
+
+fn pause_url(base: &str, mode: GcPause, collection_id: i64) -> String {
+    match mode {
+        GcPause::Ticketed => format!(
+            "{base}/management/datacoord/garbage_collection/pause?pause_seconds={PAUSE_SECS}&collection_id={collection_id}"
+        ),
+        _ => format!("{base}/management/datacoord/garbage_collection/pause?pause_seconds={PAUSE_SECS}"),
+    }
+}
+
+async fn pause_once(http: &reqwest::Client, url: &str) -> Result<Option<String>, String> {
+    let resp = http.get(url).send().await.map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let body = resp.text().await.unwrap_or_default();
+    if !status.is_success() {
+        return Err(format!("HTTP {status}: {}", body.trim()));
+    }
+    let ticket = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("ticket").and_then(|t| t.as_str()).map(str::to_owned));
+    Ok(ticket)
+}
+
+impl GcPauseGuard {
+    /// Pauses GC (for `collection_id` where the server pauses per collection).
+    /// `Err` carries a sentence for the job's warnings.
+    pub async fn pause(management: Option<&str>, mode: GcPause, collection_id: i64) -> Result<Self, String> {
+        let Some(base) = management.map(|m| m.trim_end_matches('/').to_owned()) else {
+            return Err("no management address configured for the cluster: garbage collection was not paused; files were verified instead".into());
+        };
+        if mode == GcPause::Unavailable {
+            return Err("this Milvus version has no working GC-pause endpoint: garbage collection was not paused; files were copied from one segment listing and verified".into());
+        }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let url = pause_url(&base, mode, collection_id);
+        let ticket = pause_once(&http, &url)
+            .await
+            .map_err(|e| format!("pausing garbage collection at {base} failed ({e}); continuing without the pause"))?;
+        let renew_http = http.clone();
+        let renewer = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(PAUSE_SECS / 2)).await;
+                if let Err(e) = pause_once(&renew_http, &url).await {
+                    tracing::warn!(error = %e, "renewing the GC pause failed");
+                }
+            }
+        });
+        Ok(Self { base, ticket, renewer: Some(renewer), http })
+    }
+
+    /// Resumes GC. Failures are logged: the pause expires by itself.
+    pub async fn resume(mut self) {
+        if let Some(r) = self.renewer.take() {
+            r.abort();
+        }
+        let url = match &self.ticket {
+            Some(t) => format!("{}/management/datacoord/garbage_collection/resume?ticket={t}", self.base),
+            None => format!("{}/management/datacoord/garbage_collection/resume", self.base),
+        };
+        if let Err(e) = self.http.get(&url).send().await.and_then(|r| r.error_for_status()) {
+            tracing::warn!(error = %e, "resuming GC failed; the pause will expire by itself");
+        }
+    }
+}
+
+impl Drop for GcPauseGuard {
+    fn drop(&mut self) {
+        if let Some(r) = self.renewer.take() {
+            r.abort();
+        }
+    }
+}

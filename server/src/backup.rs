@@ -287,6 +287,7 @@ impl BackupJob {
                         Error::Internal(format!("file {} was planned but not copied", f.source_key))
                     })?;
                     f.sha256 = copied.sha256.clone();
+                    f.path = Repository::file_key(&self.spec.name, &f.source_key);
                     f.size_bytes = copied.size;
                     size += copied.size;
                 }
@@ -420,15 +421,4 @@ async fn list_segment(
         }
     }
     Ok(out)
-}
-
-/// Fills the repository path of every file once the backup name is known.
-pub fn assign_paths(name: &str, collections: &mut [CollectionBackup]) {
-    for c in collections {
-        for s in &mut c.segments {
-            for f in s.insert_logs.iter_mut().chain(s.delta_logs.iter_mut()).chain(s.stats_logs.iter_mut()) {
-                f.path = Repository::file_key(name, &f.source_key);
-            }
-        }
-    }
 }

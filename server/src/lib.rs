@@ -32,4 +32,4 @@ pub mod telemetry;
 
 pub use config::Config;
 pub use error::{Error, Result};
-// pub use server::{run, serve};
+pub use server::{run, serve};

@@ -1,1 +1,52 @@
-//! todo
+//! Logs and traces: `tracing` to stderr, and to an OpenTelemetry OTLP collector when
+//! `telemetry.otlp_endpoint` is set (spans per job and per RPC then show where a
+//! backup spends its time).
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::TelemetryConfig;
+use crate::error::{Error, Result};
+
+/// Keeps the trace pipeline alive; flushes spans when dropped.
+pub struct TelemetryGuard {
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.provider.take() {
+            let _ = p.shutdown();
+        }
+    }
+}
+
+/// Installs the global subscriber. Call once, from the binary.
+pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard> {
+    let filter = EnvFilter::try_new(&config.log_filter)
+        .map_err(|e| Error::invalid("telemetry.log_filter", e.to_string()))?;
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(filter).with(fmt);
+    let Some(endpoint) = &config.otlp_endpoint else {
+        registry.try_init().map_err(|e| Error::Internal(e.to_string()))?;
+        return Ok(TelemetryGuard { provider: None });
+    };
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint.clone())
+        .build()
+        .map_err(|e| Error::invalid("telemetry.otlp_endpoint", e.to_string()))?;
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(opentelemetry_sdk::Resource::builder().with_service_name("milvault-server").build())
+        .build();
+    let tracer = provider.tracer("milvault-server");
+    registry
+        .with(tracing_opentelemetry::layer().with_tracer(tracer))
+        .try_init()
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(TelemetryGuard { provider: Some(provider) })
+}

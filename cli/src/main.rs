@@ -1,1 +1,269 @@
-fn main() {}
+//! `milvault`: the command line over the Milvault SDK. Argument parsing, progress
+//! bars and output formatting only; every decision is the server's.
+
+mod output;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use milvault_sdk::{pb, Client, SdkError};
+
+/// Back up and restore Milvus through a milvault-server.
+#[derive(Parser, Debug)]
+#[command(name = "milvault", version, about)]
+struct Cli {
+    /// Server endpoint.
+    #[arg(long, global = true, env = "MILVAULT_ENDPOINT", default_value = "http://127.0.0.1:50051")]
+    endpoint: String,
+    /// Bearer token sent to the server.
+    #[arg(long, global = true, env = "MILVAULT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Output format.
+    #[arg(long, short, global = true, value_enum, default_value_t = Format::Table)]
+    output: Format,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// How results are printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Human-readable tables.
+    Table,
+    /// JSON (the API's proto3 JSON form).
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create, list, show and delete backups.
+    #[command(subcommand)]
+    Backup(BackupCmd),
+    /// Restore a backup into a cluster.
+    Restore(RestoreArgs),
+    /// Inspect and follow jobs.
+    #[command(subcommand)]
+    Job(JobCmd),
+    /// Show the server's version, clusters and repositories.
+    ServerInfo,
+}
+
+#[derive(Args, Debug)]
+struct WaitArgs {
+    /// Print the job id and return at once instead of waiting.
+    #[arg(long)]
+    no_wait: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum BackupCmd {
+    /// Back up a cluster.
+    Create {
+        /// Backup name.
+        name: String,
+        /// Cluster (may be omitted when the server has one).
+        #[arg(long, default_value = "")]
+        cluster: String,
+        /// Repository (may be omitted when the server has one).
+        #[arg(long, default_value = "")]
+        repository: String,
+        /// Comma list of DB.COLLECTION patterns (* allowed); default everything.
+        #[arg(long, default_value = "")]
+        collections: String,
+        /// Include users, roles and grants.
+        #[arg(long)]
+        rbac: bool,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// List backups.
+    List {
+        /// Repository.
+        #[arg(long, default_value = "")]
+        repository: String,
+    },
+    /// Show what a backup holds.
+    Get {
+        /// Backup name.
+        name: String,
+        /// Repository.
+        #[arg(long, default_value = "")]
+        repository: String,
+    },
+    /// Delete a backup.
+    Delete {
+        /// Backup name.
+        name: String,
+        /// Repository.
+        #[arg(long, default_value = "")]
+        repository: String,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+}
+
+#[derive(Args, Debug)]
+struct RestoreArgs {
+    /// Backup name.
+    name: String,
+    /// Target cluster.
+    #[arg(long, default_value = "")]
+    cluster: String,
+    /// Repository holding the backup.
+    #[arg(long, default_value = "")]
+    repository: String,
+    /// Comma list of DB.COLLECTION patterns to restore; default everything.
+    #[arg(long, default_value = "")]
+    collections: String,
+    /// Suffix appended to restored collection names.
+    #[arg(long, default_value = "")]
+    suffix: String,
+    /// Rename SRC=DST (SRC is COLL or DB.COLL); repeatable.
+    #[arg(long = "rename", value_parser = parse_pair)]
+    renames: Vec<(String, String)>,
+    /// Map database SRC to DST (created when missing); repeatable.
+    #[arg(long = "db-map", value_parser = parse_pair)]
+    db_map: Vec<(String, String)>,
+    /// Replace target collections that exist.
+    #[arg(long)]
+    drop_existing: bool,
+    /// Restore schemas, partitions, indexes and aliases only.
+    #[arg(long)]
+    meta_only: bool,
+    /// Also restore users, roles and grants.
+    #[arg(long)]
+    rbac: bool,
+    /// Do not load collections that were loaded at backup time.
+    #[arg(long)]
+    skip_load: bool,
+    /// Do not build indexes.
+    #[arg(long)]
+    skip_indexes: bool,
+    #[command(flatten)]
+    wait: WaitArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum JobCmd {
+    /// List jobs, newest first.
+    List,
+    /// Show one job.
+    Get {
+        /// Job id.
+        id: String,
+    },
+    /// Follow a job until it ends.
+    Watch {
+        /// Job id.
+        id: String,
+    },
+    /// Ask a job to stop.
+    Cancel {
+        /// Job id.
+        id: String,
+    },
+}
+
+fn parse_pair(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((a, b)) if !a.is_empty() && !b.is_empty() => Ok((a.to_owned(), b.to_owned())),
+        _ => Err(format!("expected SRC=DST, got {s:?}")),
+    }
+}
+
+fn split_list(s: &str) -> Vec<String> {
+    s.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned).collect()
+}
+
+/// Why the command failed: an RPC error (exit 2) or a failed job (exit 1).
+enum Failure {
+    Rpc(SdkError),
+    Job,
+}
+
+impl From<SdkError> for Failure {
+    fn from(e: SdkError) -> Self {
+        Failure::Rpc(e)
+    }
+}
+
+async fn follow(client: &mut Client, job: pb::Job, wait: &WaitArgs, format: Format) -> Result<(), Failure> {
+    if wait.no_wait {
+        output::job_started(&job, format);
+        return Ok(());
+    }
+    let mut bar = progress::Progress::new(format);
+    let done = client.wait_job(&job.id, |j| bar.update(j)).await?;
+    bar.finish(&done);
+    output::job(&done, format);
+    if milvault_sdk::job_succeeded(&done) { Ok(()) } else { Err(Failure::Job) }
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let mut client = Client::connect_with(&cli.endpoint, cli.token.as_deref()).await?;
+    let format = cli.output;
+    match cli.command {
+        Command::ServerInfo => output::server_info(&client.server_info().await?, format),
+        Command::Backup(BackupCmd::Create { name, cluster, repository, collections, rbac, wait }) => {
+            let req = pb::CreateBackupRequest {
+                name,
+                cluster,
+                repository,
+                collections: split_list(&collections),
+                include_rbac: rbac,
+            };
+            let job = client.create_backup(req).await?;
+            return follow(&mut client, job, &wait, format).await;
+        }
+        Command::Backup(BackupCmd::List { repository }) => {
+            output::backups(&client.list_backups(&repository).await?, format)
+        }
+        Command::Backup(BackupCmd::Get { name, repository }) => {
+            output::backup(&client.get_backup(&name, &repository).await?, format)
+        }
+        Command::Backup(BackupCmd::Delete { name, repository, wait }) => {
+            let job = client.delete_backup(&name, &repository).await?;
+            return follow(&mut client, job, &wait, format).await;
+        }
+        Command::Restore(a) => {
+            let req = pb::RestoreBackupRequest {
+                backup: a.name,
+                cluster: a.cluster,
+                repository: a.repository,
+                collections: split_list(&a.collections),
+                suffix: a.suffix,
+                renames: a.renames.into_iter().collect(),
+                drop_existing: a.drop_existing,
+                meta_only: a.meta_only,
+                database_map: a.db_map.into_iter().collect(),
+                restore_rbac: a.rbac,
+                skip_load: a.skip_load,
+                skip_indexes: a.skip_indexes,
+            };
+            let job = client.restore_backup(req).await?;
+            return follow(&mut client, job, &a.wait, format).await;
+        }
+        Command::Job(JobCmd::List) => output::jobs(&client.list_jobs().await?, format),
+        Command::Job(JobCmd::Get { id }) => output::job(&client.get_job(&id).await?, format),
+        Command::Job(JobCmd::Watch { id }) => {
+            let job = client.get_job(&id).await?;
+            return follow(&mut client, job, &WaitArgs { no_wait: false }, format).await;
+        }
+        Command::Job(JobCmd::Cancel { id }) => output::job(&client.cancel_job(&id).await?, format),
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Job) => ExitCode::from(1),
+        Err(Failure::Rpc(e)) => {
+            eprintln!("milvault: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,1 +1,7 @@
-//! placeholder
+//! Test kit for Milvault's end-to-end tests and demo: talks to the real Milvus
+//! instances `scripts/services.sh` starts, seeds fixture collections, runs an
+//! in-process milvault-server, and drives the real CLI.
+
+pub mod fixtures;
+pub mod harness;
+pub mod milvus_data;

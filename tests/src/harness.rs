@@ -1,0 +1,218 @@
+//! The test environment: addresses of the real services `scripts/services.sh` started
+//! (read from `MILVAULT_TEST_*`), an in-process milvault-server on a free port, and
+//! helpers to run the real `milvault` binary.
+
+use std::path::PathBuf;
+use std::process::Output;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use milvault_sdk::{pb, Client};
+use milvault_server::app::App;
+use milvault_server::config::Config;
+use tokio::net::TcpListener;
+
+/// Addresses of the services the tests run against.
+#[derive(Clone, Debug)]
+pub struct TestEnv {
+    /// Milvus A (source, local storage).
+    pub a_addr: String,
+    pub a_mgmt: String,
+    pub a_data: String,
+    /// Milvus B (target, S3 storage, in its own network namespace).
+    pub b_addr: String,
+    pub b_mgmt: String,
+    pub s3_endpoint: String,
+    pub b_bucket: String,
+    pub b_root: String,
+    pub s3_access_key: String,
+    pub s3_secret_key: String,
+    pub s3_region: String,
+}
+
+fn var(name: &str) -> Result<String> {
+    std::env::var(name).with_context(|| {
+        format!("{name} is not set: run the tests through scripts/test.sh, which starts Milvus and exports the addresses")
+    })
+}
+
+impl TestEnv {
+    /// Reads the environment `scripts/services.sh up` exported.
+    pub fn from_env() -> Result<Self> {
+        Ok(Self {
+            a_addr: var("MILVAULT_TEST_A_ADDR")?,
+            a_mgmt: var("MILVAULT_TEST_A_MGMT")?,
+            a_data: var("MILVAULT_TEST_A_DATA")?,
+            b_addr: var("MILVAULT_TEST_B_ADDR")?,
+            b_mgmt: var("MILVAULT_TEST_B_MGMT")?,
+            s3_endpoint: var("MILVAULT_TEST_S3_ENDPOINT")?,
+            b_bucket: var("MILVAULT_TEST_B_BUCKET")?,
+            b_root: var("MILVAULT_TEST_B_ROOT")?,
+            s3_access_key: var("MILVAULT_TEST_S3_ACCESS_KEY")?,
+            s3_secret_key: var("MILVAULT_TEST_S3_SECRET_KEY")?,
+            s3_region: var("MILVAULT_TEST_S3_REGION")?,
+        })
+    }
+
+    /// A server configuration with clusters `a` and `b`, a local-folder repository
+    /// `local` at `repo_dir`, and an S3 repository `s3` (bucket `s3_repo_bucket`).
+    pub fn config_toml(&self, state_dir: &std::path::Path, repo_dir: &std::path::Path, s3_repo_bucket: &str) -> String {
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+state_dir = "{state}"
+
+[clusters.a]
+address = "{a_addr}"
+management = "{a_mgmt}"
+username = "root"
+password = "Milvus"
+storage = {{ scheme = "fs", root = "{a_data}" }}
+
+[clusters.b]
+address = "{b_addr}"
+management = "{b_mgmt}"
+username = "root"
+password = "Milvus"
+storage = {{ scheme = "s3", endpoint = "{s3}", bucket = "{bucket}", root = "{root}", region = "{region}", access_key_id = "{ak}", secret_access_key = "{sk}" }}
+
+[repositories.local]
+storage = {{ scheme = "fs", root = "{repo}" }}
+
+[repositories.s3]
+storage = {{ scheme = "s3", endpoint = "{s3}", bucket = "{repo_bucket}", root = "/", region = "{region}", access_key_id = "{ak}", secret_access_key = "{sk}" }}
+
+[limits]
+copy_concurrency = 8
+import_concurrency = 4
+"#,
+            state = state_dir.display(),
+            a_addr = self.a_addr,
+            a_mgmt = self.a_mgmt,
+            a_data = self.a_data,
+            b_addr = self.b_addr,
+            b_mgmt = self.b_mgmt,
+            s3 = self.s3_endpoint,
+            bucket = self.b_bucket,
+            root = self.b_root,
+            region = self.s3_region,
+            ak = self.s3_access_key,
+            sk = self.s3_secret_key,
+            repo = repo_dir.display(),
+            repo_bucket = s3_repo_bucket,
+        )
+    }
+}
+
+/// A milvault-server running inside the test process.
+pub struct TestServer {
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    /// Kept alive for the server's lifetime.
+    pub dirs: Vec<tempfile::TempDir>,
+    /// Repository folder of `local`.
+    pub repo_dir: PathBuf,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Starts a server with [`TestEnv::config_toml`].
+    pub async fn start(env: &TestEnv) -> Result<Self> {
+        let state = tempfile::tempdir()?;
+        let repo = tempfile::tempdir()?;
+        let toml = env.config_toml(state.path(), repo.path(), "milvault-repo");
+        Self::start_with(&toml, vec![state, repo]).await
+    }
+
+    /// Starts a server from a TOML document; `dirs` live as long as the server.
+    pub async fn start_with(toml: &str, dirs: Vec<tempfile::TempDir>) -> Result<Self> {
+        let config = Config::from_toml(toml)?;
+        let repo_dir = config
+            .repositories
+            .get("local")
+            .and_then(|r| r.storage.options.get("root"))
+            .map(PathBuf::from)
+            .unwrap_or_default();
+        let app = App::new(config)?;
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let endpoint = format!("http://{}", listener.local_addr()?);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            if let Err(e) = milvault_server::serve(app, listener, async {
+                let _ = rx.await;
+            })
+            .await
+            {
+                eprintln!("test server stopped: {e}");
+            }
+        });
+        Ok(Self { endpoint, dirs, repo_dir, shutdown: Some(tx), handle: Some(handle) })
+    }
+
+    /// A connected SDK client.
+    pub async fn client(&self) -> Result<Client> {
+        for _ in 0..50 {
+            if let Ok(c) = Client::connect(&self.endpoint).await {
+                return Ok(c);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(Client::connect(&self.endpoint).await?)
+    }
+
+    /// Stops the server and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            let _ = h.await;
+        }
+    }
+}
+
+/// Runs a job to its end and returns the terminal snapshot.
+pub async fn run_job(client: &mut Client, job: pb::Job) -> Result<pb::Job> {
+    Ok(client.wait_job(&job.id, |_| {}).await?)
+}
+
+/// Asserts the job succeeded, with its error in the message if not.
+pub fn assert_succeeded(job: &pb::Job) {
+    assert!(
+        milvault_sdk::job_succeeded(job),
+        "job {} ended {:?}: {:?}\nwarnings: {:?}",
+        job.id,
+        pb::JobState::try_from(job.state),
+        job.error,
+        job.warnings
+    );
+}
+
+/// Path of a binary built in this workspace (`milvault`, `milvault-server`).
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    // target/<profile>/deps/<test-binary> -> target/<profile>/<name>
+    let dir = exe.parent().and_then(|d| d.parent()).map(PathBuf::from).unwrap_or_default();
+    dir.join(name)
+}
+
+/// Runs the `milvault` CLI against `endpoint`.
+pub async fn cli(endpoint: &str, args: &[&str]) -> Result<Output> {
+    let bin = workspace_bin("milvault");
+    anyhow::ensure!(bin.exists(), "{} not built: run `cargo build --workspace` first", bin.display());
+    let out = tokio::process::Command::new(bin)
+        .arg("--endpoint")
+        .arg(endpoint)
+        .args(args)
+        .output()
+        .await?;
+    Ok(out)
+}
+
+/// A name unique to this run, for collections and backups.
+pub fn unique(prefix: &str) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{prefix}_{}", &id[..8])
+}

@@ -7,16 +7,26 @@
 #   bash scripts/services.sh env            print the env file written by up
 #
 # Topology (`up` = `up all`):
-#   Milvus A  "source": milvus-server 2.3.5 in the ROOT network namespace,
+#   Milvus A  "source": Milvus 2.3.5 standalone in the ROOT network namespace,
 #             local storage under $STATE/milvus-a/data,
 #             gRPC 127.0.0.1:19530, management HTTP 127.0.0.1:9091.
 #   moto      S3 server in the root namespace, bound to 0.0.0.0:9000, so it is
 #             127.0.0.1:9000 from the host and 10.99.0.1:9000 from the netns.
 #             Bucket milvus-b is created before Milvus B starts.
-#   Milvus B  "target": milvus-server 2.3.5 in netns milvault-b, storage on
+#   Milvus B  "target": Milvus 2.3.5 standalone in netns milvault-b, storage on
 #             moto (bucket milvus-b, root path files), reached from the host
 #             over a veth pair at 10.99.0.2:19530 / 10.99.0.2:9091.
 # `up a` starts Milvus A only (the demo); `up b` starts moto and Milvus B.
+#
+# Milvus comes from the PyPI `milvus` wheel (binaries unpacked by setup.sh)
+# but is started by lib/milvus_launch.py rather than the `milvus-server`
+# wrapper: see that file for why (the wrapper hops to other ports when one
+# looks busy, e.g. 9091 -> 9092 because of TIME_WAIT left by a previous run).
+# Each service runs in its own session (setsid); `down` kills the groups.
+#
+# Note: every Milvus 2.3.5 writes /run/milvus/standalone.pid (hard-coded);
+# A and B share that file. Harmless: Milvus only takes a non-blocking lock
+# on it and carries on when it is held.
 #
 # `up` writes $STATE/env (export lines, see write_env) for tests to source.
 # State dir: ${MILVAULT_SERVICES_DIR:-/tmp/milvault-services}. Logs stay in
@@ -27,6 +37,7 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 export MILVAULT_LOG_TAG=services
+LIB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/lib" && pwd)"
 
 STATE="${MILVAULT_SERVICES_DIR:-/tmp/milvault-services}"
 TIMEOUT="${MILVAULT_SERVICES_TIMEOUT:-180}" # seconds, per `up`
@@ -49,10 +60,10 @@ S3_REGION=us-east-1
 
 GRPC_PORT=19530
 MGMT_PORT=9091
-# Ports milvus-server must get in the root namespace. Its wrapper silently
-# picks the next free port when one is taken, so a busy port must be an error
-# before start. 2379/2380: embedded etcd (2380 is not configurable at all).
-A_PORTS=("$GRPC_PORT" "$MGMT_PORT" 2379 2380)
+# Every port Milvus A listens on in the root namespace (template defaults;
+# 2379/2380 are its embedded etcd). Checked before start so that a foreign
+# process gets a clear message rather than a Milvus that dies at start.
+A_PORTS=("$GRPC_PORT" "$MGMT_PORT" 19529 19531 53100 21121 21123 21124 13333 2379 2380)
 
 # No proxy for our own addresses (CI environments sometimes set one).
 CURL=(curl -sf --noproxy '*' --max-time 5)
@@ -64,10 +75,8 @@ require_root() {
 }
 
 require_tools() {
-  local t
-  for t in milvus-server moto_server; do
-    [[ -x "$MILVAULT_BIN/$t" ]] || die "$MILVAULT_BIN/$t missing: run scripts/setup.sh first"
-  done
+  [[ -x "$MILVAULT_VENV/bin/python" ]] || die "$MILVAULT_VENV missing: run scripts/setup.sh first"
+  [[ -x "$MILVAULT_BIN/moto_server" ]] || die "$MILVAULT_BIN/moto_server missing: run scripts/setup.sh first"
   [[ -x "$MILVAULT_MILVUS_RUNTIME/bin/milvus" ]] \
     || die "$MILVAULT_MILVUS_RUNTIME/bin/milvus missing: run scripts/setup.sh first"
 }
@@ -86,10 +95,10 @@ yaml_get() {
 group_alive() { kill -0 -- "-$1" 2>/dev/null; }
 
 # stop_groups NAME...: stop the process groups of these services, all at
-# once. The group matters: SIGTERM to the milvus-server wrapper alone leaves
-# its `milvus` child running. Milvus' graceful shutdown takes well over 10 s
-# and buys nothing here (`down` wipes the data), so after a short grace
-# period the rest is SIGKILLed.
+# once. (Whole groups, because a hand-started milvus-server wrapper leaves
+# its `milvus` child running on SIGTERM.) Milvus' graceful shutdown takes
+# well over 10 s and buys nothing here (`down` wipes the data), so after a
+# short grace period the rest is SIGKILLed.
 stop_groups() {
   local name file pgid pgids=() i alive
   for name in "$@"; do
@@ -120,8 +129,8 @@ stop_groups() {
 }
 
 # Kill leftovers of ours whose pgid file is gone (e.g. $STATE was deleted by
-# hand). Ours = a milvus / milvus-server / moto_server process whose working
-# directory is inside $STATE (every service is started with its cwd there).
+# hand). Ours = a milvus / milvus-server / launcher / moto_server process
+# whose working directory is inside $STATE (each service starts there).
 sweep_strays() {
   local dir pid cwd cmd pgid
   for dir in /proc/[0-9]*; do
@@ -129,7 +138,7 @@ sweep_strays() {
     cwd="$(readlink "$dir/cwd" 2>/dev/null)" || continue
     [[ "$cwd" == "$STATE" || "$cwd" == "$STATE"/* ]] || continue
     cmd="$(tr '\0' ' ' <"$dir/cmdline" 2>/dev/null)" || continue
-    [[ "$cmd" =~ (milvus\ run|milvus-server|moto_server) ]] || continue
+    [[ "$cmd" =~ (milvus\ run|milvus-server|milvus_launch|moto_server) ]] || continue
     pgid="$(ps -o pgid= -p "$pid" 2>/dev/null | tr -d ' ')" || continue
     [[ -n "$pgid" ]] || continue
     log "killing stray process $pid (group $pgid): $cmd"
@@ -233,27 +242,28 @@ wait_moto_and_create_bucket() {
   log "moto ready, bucket $S3_BUCKET created"
 }
 
-# start_milvus a|b: a fresh data dir whose bin/ links to the binaries setup.sh
-# unpacked (milvus-server then skips its own multi-second unpacking).
+# start_milvus a|b: fresh data dir, Milvus 2.3.5 with the binaries setup.sh
+# unpacked, config rendered from the wheel's template by lib/milvus_launch.py.
 start_milvus() {
   local which="$1" dir="$STATE/milvus-$1" cmd=()
   rm -rf "$dir"
   mkdir -p "$dir"
-  ln -s "$MILVAULT_MILVUS_RUNTIME/bin" "$dir/bin"
+  cmd=("$MILVAULT_VENV/bin/python" "$LIB_DIR/milvus_launch.py"
+    --data "$dir" --bin "$MILVAULT_MILVUS_RUNTIME/bin" --metrics-port "$MGMT_PORT")
   if [[ "$which" == a ]]; then
-    cmd=("$MILVAULT_BIN/milvus-server" --data "$dir"
-      --extra-config common.storageType=local)
+    cmd+=(--set common.storageType=local)
   else
-    cmd=(ip netns exec "$NETNS" "$MILVAULT_BIN/milvus-server" --data "$dir"
-      --extra-config common.storageType=minio
-      --extra-config "minio.address=$HOST_IP"
-      --extra-config "minio.port=$S3_PORT"
-      --extra-config "minio.accessKeyID=$S3_KEY"
-      --extra-config "minio.secretAccessKey=$S3_SECRET"
-      --extra-config "minio.bucketName=$S3_BUCKET"
-      --extra-config "minio.rootPath=$S3_ROOT"
-      --extra-config minio.useSSL=false
-      --extra-config "minio.region=$S3_REGION")
+    # Milvus B sees moto at the host end of the veth.
+    cmd=(ip netns exec "$NETNS" "${cmd[@]}"
+      --set common.storageType=minio
+      --set "minio.address=$HOST_IP"
+      --set "minio.port=$S3_PORT"
+      --set "minio.accessKeyID=$S3_KEY"
+      --set "minio.secretAccessKey=$S3_SECRET"
+      --set "minio.bucketName=$S3_BUCKET"
+      --set "minio.rootPath=$S3_ROOT"
+      --set minio.useSSL=false
+      --set "minio.region=$S3_REGION")
   fi
   log "starting milvus-$which"
   launch "milvus-$which" "${cmd[@]}"
@@ -305,11 +315,8 @@ wait_milvus() {
         continue
       fi
       pgid="$(cat "$STATE/milvus-$which.pgid")"
+      # The launcher exec()s Milvus: an empty group means Milvus exited.
       group_alive "$pgid" || fail_with_log "milvus-$which" "milvus-$which exited"
-      # The wrapper keeps running after its `milvus` child dies: watch the child.
-      if ((SECONDS - started > 15)) && ! pgrep -g "$pgid" -x milvus >/dev/null; then
-        fail_with_log "milvus-$which" "milvus-$which: the milvus process died"
-      fi
       ((SECONDS < deadline)) || fail_with_log "milvus-$which" "milvus-$which not ready after $TIMEOUT s"
       left+=("$which")
     done
@@ -319,8 +326,8 @@ wait_milvus() {
   return 0
 }
 
-# The wrapper would have moved to other ports silently: check the rendered
-# config really says 19530 (9091 is proven by the health check).
+# Belt and braces: the rendered config must say 19530 (9091 is proven by the
+# health check).
 check_ports() {
   local conf="$STATE/milvus-$1/configs/milvus.yaml" port
   port="$(yaml_get "$conf" proxy port)"

@@ -24,7 +24,7 @@ echo "== services"
 bash scripts/services.sh up
 trap 'bash scripts/services.sh down >/dev/null 2>&1 || true' EXIT
 # shellcheck disable=SC1090
-source "$(bash scripts/services.sh envfile)"
+source "${MILVAULT_SERVICES_DIR:-/tmp/milvault-services}/env"
 
 echo "== tests"
 cargo nextest run --workspace --profile ci

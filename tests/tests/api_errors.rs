@@ -1,0 +1,158 @@
+//! Bad input gets a precise status: unknown names are NOT_FOUND, malformed ones
+//! INVALID_ARGUMENT, duplicates ALREADY_EXISTS; failures that need Milvus (an
+//! existing target collection, an unreachable server) fail the job with that code.
+
+use milvault_sdk::{pb, SdkError};
+use milvault_tests::fixtures::{seed, Fixture};
+use milvault_tests::harness::{assert_succeeded, run_job, unique, TestEnv, TestServer};
+use milvault_tests::milvus_data::{dt, DataClient, Field};
+use tonic::Code;
+
+fn code(r: Result<pb::Job, SdkError>) -> (Code, String) {
+    match r {
+        Err(SdkError::Status(s)) => (s.code(), s.message().to_owned()),
+        other => panic!("expected an error status, got {other:?}"),
+    }
+}
+
+fn small(name: &str) -> Fixture {
+    Fixture {
+        name: name.to_owned(),
+        fields: vec![Field::new("pk", dt::INT64).primary(), Field::new("v", dt::FLOAT_VECTOR).param("dim", 4)],
+        batches: vec![("_default".into(), 50)],
+        partitions: vec![],
+        deletes: vec![],
+        indexes: vec![],
+        shards: 1,
+        load: false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_precise_statuses() -> anyhow::Result<()> {
+    let env = TestEnv::from_env()?;
+    let server = TestServer::start(&env).await?;
+    let mut c = server.client().await?;
+    let req = |name: &str, cluster: &str, repo: &str, filter: &[&str]| pb::CreateBackupRequest {
+        name: name.into(),
+        cluster: cluster.into(),
+        repository: repo.into(),
+        collections: filter.iter().map(|s| s.to_string()).collect(),
+        include_rbac: false,
+    };
+
+    let (code_, msg) = code(c.create_backup(req("ok1", "nope", "local", &[])).await);
+    assert_eq!(code_, Code::NotFound);
+    assert!(msg.contains("nope") && msg.contains("a, b"), "{msg}");
+    let (code_, msg) = code(c.create_backup(req("ok1", "a", "nope", &[])).await);
+    assert_eq!(code_, Code::NotFound);
+    assert!(msg.contains("repository"), "{msg}");
+    let (code_, _) = code(c.create_backup(req("", "a", "local", &[])).await);
+    assert_eq!(code_, Code::InvalidArgument);
+    let (code_, msg) = code(c.create_backup(req("bad/name", "a", "local", &[])).await);
+    assert_eq!(code_, Code::InvalidArgument);
+    assert!(msg.contains("backup name"), "{msg}");
+    let (code_, msg) = code(c.create_backup(req("ok1", "a", "local", &["db.x.y"])).await);
+    assert_eq!(code_, Code::InvalidArgument);
+    assert!(msg.contains("collection filter"), "{msg}");
+    // Several clusters are configured: a request must name one.
+    let (code_, _) = code(c.create_backup(req("ok1", "", "local", &[])).await);
+    assert_eq!(code_, Code::InvalidArgument);
+
+    match c.get_backup("missing_backup", "local").await {
+        Err(SdkError::Status(s)) => assert_eq!(s.code(), Code::NotFound),
+        other => panic!("{other:?}"),
+    }
+    let (code_, _) = code(
+        c.restore_backup(pb::RestoreBackupRequest { backup: "missing_backup".into(), cluster: "a".into(), repository: "local".into(), ..Default::default() })
+            .await,
+    );
+    assert_eq!(code_, Code::NotFound);
+    let (code_, _) = code(c.delete_backup("missing_backup", "local").await);
+    assert_eq!(code_, Code::NotFound);
+    match c.get_job("no-such-job").await {
+        Err(SdkError::Status(s)) => assert_eq!(s.code(), Code::NotFound),
+        other => panic!("{other:?}"),
+    }
+
+    // A real backup, then the same name again.
+    let a = DataClient::connect(&env.a_addr).await?;
+    let coll = unique("err");
+    seed(&a, "default", &small(&coll), 1).await?;
+    let name = unique("bk");
+    let job = c.create_backup(req(&name, "a", "local", &[&coll])).await?;
+    assert_succeeded(&run_job(&mut c, job).await?);
+    let (code_, msg) = code(c.create_backup(req(&name, "a", "local", &[&coll])).await);
+    assert_eq!(code_, Code::AlreadyExists);
+    assert!(msg.contains(&name), "{msg}");
+
+    // Restoring over the existing source collection without drop_existing.
+    let job = c
+        .restore_backup(pb::RestoreBackupRequest { backup: name.clone(), cluster: "a".into(), repository: "local".into(), ..Default::default() })
+        .await?;
+    let done = run_job(&mut c, job).await?;
+    assert_eq!(done.state, pb::JobState::Failed as i32);
+    let err = done.error.expect("error");
+    assert_eq!(err.code, "ALREADY_EXISTS");
+    assert_eq!(err.reason, "COLLECTION_EXISTS");
+    assert!(err.message.contains(&coll) && err.message.contains("drop_existing"), "{}", err.message);
+    // The failed restore changed nothing: the source still has its rows.
+    assert_eq!(a.partitions("default", &coll).await?, vec!["_default".to_string()]);
+
+    // A backup of a collection that does not exist.
+    let job = c.create_backup(req(&unique("bk"), "a", "local", &["no_such_collection_x"])).await?;
+    let done = run_job(&mut c, job).await?;
+    assert_eq!(done.error.expect("error").code, "NOT_FOUND");
+
+    // An unknown collection in a restore filter is refused before any job starts.
+    let (code_, _) = code(
+        c.restore_backup(pb::RestoreBackupRequest {
+            backup: name.clone(),
+            cluster: "a".into(),
+            repository: "local".into(),
+            collections: vec!["not_in_backup".into()],
+            ..Default::default()
+        })
+        .await,
+    );
+    assert_eq!(code_, Code::NotFound);
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn unreachable_milvus_fails_the_job_with_unavailable() -> anyhow::Result<()> {
+    let env = TestEnv::from_env()?;
+    let state = tempfile::tempdir()?;
+    let repo = tempfile::tempdir()?;
+    let toml = format!(
+        r#"
+[server]
+state_dir = "{}"
+[clusters.down]
+address = "http://127.0.0.1:1"
+connect_timeout_secs = 2
+storage = {{ scheme = "fs", root = "{}" }}
+[repositories.local]
+storage = {{ scheme = "fs", root = "{}" }}
+"#,
+        state.path().display(),
+        env.a_data,
+        repo.path().display()
+    );
+    let server = TestServer::start_with(&toml, vec![state, repo]).await?;
+    let mut c = server.client().await?;
+    // One cluster and one repository: both names may be omitted.
+    let job = c.create_backup(pb::CreateBackupRequest { name: "b1".into(), ..Default::default() }).await?;
+    let done = run_job(&mut c, job).await?;
+    assert_eq!(done.state, pb::JobState::Failed as i32);
+    let err = done.error.expect("error");
+    assert_eq!(err.code, "UNAVAILABLE");
+    assert_eq!(err.reason, "MILVUS_UNAVAILABLE");
+    assert!(err.message.contains("http://127.0.0.1:1"), "{}", err.message);
+    // The failed backup left no manifest: it is not listed as usable.
+    let listed = c.list_backups("").await?;
+    assert!(listed.iter().all(|b| b.state != pb::BackupState::Complete as i32), "{listed:?}");
+    server.stop().await;
+    Ok(())
+}

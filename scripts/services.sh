@@ -53,6 +53,8 @@ NET_PREFIX=24
 S3_BIND=0.0.0.0
 S3_PORT=9000
 S3_BUCKET="milvus-b"
+# A second bucket on the same server: a backup repository on S3 for the tests.
+S3_REPO_BUCKET="milvault-repo"
 S3_ROOT=files
 S3_KEY=minioadmin
 S3_SECRET=minioadmin
@@ -236,6 +238,8 @@ wait_moto_and_create_bucket() {
   # needs no location constraint).
   "${CURL[@]}" -X PUT -o /dev/null "http://127.0.0.1:$S3_PORT/$S3_BUCKET" \
     || fail_with_log moto "could not create bucket $S3_BUCKET"
+  "${CURL[@]}" -X PUT -o /dev/null "http://127.0.0.1:$S3_PORT/$S3_REPO_BUCKET" \
+    || fail_with_log moto "could not create bucket $S3_REPO_BUCKET"
   # Milvus B will reach moto from inside the netns: prove that path now.
   ip netns exec "$NETNS" "${CURL[@]}" -o /dev/null "http://$HOST_IP:$S3_PORT/$S3_BUCKET" \
     || fail_with_log moto "bucket not reachable from netns $NETNS at $HOST_IP:$S3_PORT"
@@ -281,7 +285,8 @@ milvus_ready() {
     && [[ "$("${CURL[@]}" "http://$host:$MGMT_PORT/healthz" 2>/dev/null)" == *OK* ]]
 }
 
-# Copy Milvus' own logs next to the wrapper log, so $STATE/*.log has it all.
+# Milvus' stdout/stderr go to $STATE/milvus-X.log; its own log files (etcd,
+# standalone-1) live in the data dir: copy them to $STATE/milvus-X-*.log.
 collect_milvus_logs() {
   local which="$1" f
   for f in "$STATE/milvus-$which"/logs/*.log; do
@@ -352,6 +357,7 @@ write_env() {
       echo "export MILVAULT_TEST_B_ADDR=http://$NS_IP:$GRPC_PORT"
       echo "export MILVAULT_TEST_B_MGMT=http://$NS_IP:$MGMT_PORT"
       echo "export MILVAULT_TEST_B_BUCKET=$S3_BUCKET"
+      echo "export MILVAULT_TEST_S3_REPO_BUCKET=$S3_REPO_BUCKET"
       echo "export MILVAULT_TEST_B_ROOT=$S3_ROOT"
     fi
     if [[ -f "$STATE/moto.pgid" ]]; then
@@ -392,7 +398,6 @@ cmd_up() {
   cmd_down
   rm -f "$STATE"/*.log
   mkdir -p "$STATE"
-  export PATH="$MILVAULT_BIN:$PATH"
 
   local milvus=()
   [[ "$what" != b ]] && milvus+=(a)

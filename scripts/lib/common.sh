@@ -8,10 +8,9 @@ MILVAULT_REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 MILVAULT_TOOLS="${MILVAULT_TOOLS:-$MILVAULT_REPO_ROOT/.tools}"
 MILVAULT_VENV="$MILVAULT_TOOLS/venv"
 MILVAULT_BIN="$MILVAULT_TOOLS/bin"
-# The milvus wheel keeps its binaries lzma-packed and unpacks them into
-# "<data dir>/bin" on every start of a fresh data dir (~150 MB, several
-# seconds). setup.sh unpacks them once here; services.sh links each data
-# dir's bin/ to this copy so that starting Milvus skips the unpacking.
+# The milvus wheel keeps its binaries lzma-packed and milvus-server unpacks
+# them into "<data dir>/bin" on every start of a fresh data dir (~250 MB).
+# setup.sh unpacks them once here; services.sh runs Milvus from this copy.
 MILVAULT_MILVUS_RUNTIME="$MILVAULT_TOOLS/milvus-runtime"
 
 # Pinned versions (bump deliberately; setup.sh reinstalls when they change).

@@ -18,6 +18,8 @@ pub struct Fixture {
     pub partitions: Vec<String>,
     /// Deletes applied after the inserts.
     pub deletes: Vec<String>,
+    /// How many rows those deletes remove.
+    pub deleted: usize,
     /// (field, index name, params).
     pub indexes: Vec<(String, String, Vec<(String, String)>)>,
     pub shards: i32,
@@ -49,6 +51,7 @@ pub fn standard(prefix: &str) -> Vec<Fixture> {
             batches: vec![("_default".into(), 500), ("p1".into(), 300), ("_default".into(), 200)],
             partitions: vec!["p1".into(), "p_empty".into()],
             deletes: vec!["pk in [3, 5, 7, 600, 999]".into()],
+            deleted: 5,
             indexes: vec![
                 idx("v", "v_ivf", &[("index_type", "IVF_FLAT"), ("metric_type", "L2"), ("params", r#"{"nlist":16}"#)]),
                 idx("i64", "i64_sort", &[("index_type", "STL_SORT")]),
@@ -67,6 +70,7 @@ pub fn standard(prefix: &str) -> Vec<Fixture> {
             batches: vec![("_default".into(), 400)],
             partitions: vec![],
             deletes: vec![r#"pk in ["key-000010", "key-000011"]"#.into()],
+            deleted: 2,
             indexes: vec![idx(
                 "bv",
                 "bv_idx",
@@ -85,6 +89,7 @@ pub fn standard(prefix: &str) -> Vec<Fixture> {
             batches: vec![("_default".into(), 300), ("_default".into(), 100)],
             partitions: vec![],
             deletes: vec![],
+            deleted: 0,
             indexes: vec![idx("v", "v_hnsw", &[("index_type", "HNSW"), ("metric_type", "IP"), ("params", r#"{"M":8,"efConstruction":64}"#)])],
             shards: 1,
             load: false,
@@ -95,11 +100,19 @@ pub fn standard(prefix: &str) -> Vec<Fixture> {
             batches: vec![],
             partitions: vec!["never_used".into()],
             deletes: vec![],
+            deleted: 0,
             indexes: vec![idx("v", "v_flat", &[("index_type", "FLAT"), ("metric_type", "L2")])],
             shards: 1,
             load: true,
         },
     ]
+}
+
+impl Fixture {
+    /// Rows the collection holds once seeded.
+    pub fn expected_rows(&self) -> usize {
+        self.batches.iter().map(|b| b.1).sum::<usize>() - self.deleted
+    }
 }
 
 /// Creates and fills `fx` in `db` (dropping an older copy first).

@@ -334,6 +334,15 @@ impl DataClient {
         self.wait_loaded(db, coll).await
     }
 
+    pub async fn release(&self, db: &str, coll: &str) -> Result<()> {
+        let r = self
+            .inner
+            .clone()
+            .release_collection(req(db, pb::ReleaseCollectionRequest { db_name: db.into(), collection_name: coll.into(), ..Default::default() }))
+            .await?;
+        ok("ReleaseCollection", Some(r.get_ref()))
+    }
+
     pub async fn load_state(&self, db: &str, coll: &str) -> Result<i32> {
         let st = self
             .inner

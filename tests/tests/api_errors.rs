@@ -22,6 +22,7 @@ fn small(name: &str) -> Fixture {
         batches: vec![("_default".into(), 50)],
         partitions: vec![],
         deletes: vec![],
+        deleted: 0,
         indexes: vec![],
         shards: 1,
         load: false,

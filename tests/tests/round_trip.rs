@@ -18,6 +18,12 @@ async fn backup_then_restore_into_another_milvus_and_under_a_suffix() -> anyhow:
     let fixtures = standard(&prefix);
     for fx in &fixtures {
         seed(&a, "default", fx, 42).await?;
+        // The source really holds what the fixture says, so equal dumps mean something.
+        a.load("default", &fx.name).await?;
+        assert_eq!(a.dump("default", &fx.name).await?.len(), fx.expected_rows(), "{}", fx.name);
+        if !fx.load {
+            a.release("default", &fx.name).await?;
+        }
     }
     let server = TestServer::start(&env).await?;
     let mut client = server.client().await?;
@@ -41,7 +47,8 @@ async fn backup_then_restore_into_another_milvus_and_under_a_suffix() -> anyhow:
     assert_eq!(got.state, pb::BackupState::Complete as i32);
     let manifest = got.manifest.expect("manifest");
     assert_eq!(manifest.collections.len(), fixtures.len());
-    assert_eq!(manifest.source.as_ref().map(|s| s.milvus_version.as_str()), Some("v2.3.5"));
+    let version = manifest.source.as_ref().map(|s| s.milvus_version.clone()).unwrap_or_default();
+    assert!(version.starts_with("v2.3.5"), "{version}");
     let all_types = manifest.collections.iter().find(|c| c.name.ends_with("all_types")).expect("all_types");
     assert!(all_types.segments.len() >= 3, "expected several segments, got {}", all_types.segments.len());
     assert!(all_types.segments.iter().any(|s| !s.delta_logs.is_empty()), "delete logs were not backed up");

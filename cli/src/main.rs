@@ -7,14 +7,19 @@ mod progress;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use milvault_sdk::{pb, Client, SdkError};
+use milvault_sdk::{Client, SdkError, pb};
 
 /// Back up and restore Milvus through a milvault-server.
 #[derive(Parser, Debug)]
 #[command(name = "milvault", version, about)]
 struct Cli {
     /// Server endpoint.
-    #[arg(long, global = true, env = "MILVAULT_ENDPOINT", default_value = "http://127.0.0.1:50051")]
+    #[arg(
+        long,
+        global = true,
+        env = "MILVAULT_ENDPOINT",
+        default_value = "http://127.0.0.1:50051"
+    )]
     endpoint: String,
     /// Bearer token sent to the server.
     #[arg(long, global = true, env = "MILVAULT_TOKEN", hide_env_values = true)]
@@ -173,7 +178,11 @@ fn parse_pair(s: &str) -> Result<(String, String), String> {
 }
 
 fn split_list(s: &str) -> Vec<String> {
-    s.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned).collect()
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Why the command failed: an RPC error (exit 2) or a failed job (exit 1).
@@ -188,7 +197,12 @@ impl From<SdkError> for Failure {
     }
 }
 
-async fn follow(client: &mut Client, job: pb::Job, wait: &WaitArgs, format: Format) -> Result<(), Failure> {
+async fn follow(
+    client: &mut Client,
+    job: pb::Job,
+    wait: &WaitArgs,
+    format: Format,
+) -> Result<(), Failure> {
     if wait.no_wait {
         output::job_started(&job, format);
         return Ok(());
@@ -197,7 +211,11 @@ async fn follow(client: &mut Client, job: pb::Job, wait: &WaitArgs, format: Form
     let done = client.wait_job(&job.id, |j| bar.update(j)).await?;
     bar.finish(&done);
     output::job(&done, format);
-    if milvault_sdk::job_succeeded(&done) { Ok(()) } else { Err(Failure::Job) }
+    if milvault_sdk::job_succeeded(&done) {
+        Ok(())
+    } else {
+        Err(Failure::Job)
+    }
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
@@ -205,7 +223,14 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let format = cli.output;
     match cli.command {
         Command::ServerInfo => output::server_info(&client.server_info().await?, format),
-        Command::Backup(BackupCmd::Create { name, cluster, repository, collections, rbac, wait }) => {
+        Command::Backup(BackupCmd::Create {
+            name,
+            cluster,
+            repository,
+            collections,
+            rbac,
+            wait,
+        }) => {
             let req = pb::CreateBackupRequest {
                 name,
                 cluster,
@@ -222,7 +247,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Backup(BackupCmd::Get { name, repository }) => {
             output::backup(&client.get_backup(&name, &repository).await?, format)
         }
-        Command::Backup(BackupCmd::Delete { name, repository, wait }) => {
+        Command::Backup(BackupCmd::Delete {
+            name,
+            repository,
+            wait,
+        }) => {
             let job = client.delete_backup(&name, &repository).await?;
             return follow(&mut client, job, &wait, format).await;
         }

@@ -36,7 +36,11 @@ pub fn bytes(n: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }
 
 /// A job was started and not waited for.
@@ -80,15 +84,29 @@ pub fn job(job: &pb::Job, format: Format) {
     if let Some(r) = &job.report {
         for c in &r.collections {
             let method = pb::RestoreMethod::try_from(c.method)
-                .map(|m| m.as_str_name().trim_start_matches("RESTORE_METHOD_").to_owned())
+                .map(|m| {
+                    m.as_str_name()
+                        .trim_start_matches("RESTORE_METHOD_")
+                        .to_owned()
+                })
                 .unwrap_or_default();
             let target = if c.target_collection.is_empty() {
                 String::new()
             } else {
                 format!(" -> {}.{}", c.target_database, c.target_collection)
             };
-            let method = if method == "UNSPECIFIED" { String::new() } else { format!(" [{method}]") };
-            println!("collection {}.{}{target}{method}: {} rows, {}", c.database, c.collection, c.rows, bytes(c.size_bytes));
+            let method = if method == "UNSPECIFIED" {
+                String::new()
+            } else {
+                format!(" [{method}]")
+            };
+            println!(
+                "collection {}.{}{target}{method}: {} rows, {}",
+                c.database,
+                c.collection,
+                c.rows,
+                bytes(c.size_bytes)
+            );
             for w in &c.warnings {
                 println!("           warning: {w}");
             }
@@ -101,7 +119,10 @@ pub fn jobs(jobs: &[pb::Job], format: Format) {
     if format == Format::Json {
         return json(&jobs.to_vec());
     }
-    println!("{:<36}  {:<8}  {:<10}  {:<20}  {:>12}", "ID", "KIND", "STATE", "BACKUP", "CREATED");
+    println!(
+        "{:<36}  {:<8}  {:<10}  {:<20}  {:>12}",
+        "ID", "KIND", "STATE", "BACKUP", "CREATED"
+    );
     for j in jobs {
         println!(
             "{:<36}  {:<8}  {:<10}  {:<20}  {:>12}",
@@ -116,7 +137,11 @@ pub fn jobs(jobs: &[pb::Job], format: Format) {
 
 fn backup_state(state: i32) -> String {
     pb::BackupState::try_from(state)
-        .map(|s| s.as_str_name().trim_start_matches("BACKUP_STATE_").to_owned())
+        .map(|s| {
+            s.as_str_name()
+                .trim_start_matches("BACKUP_STATE_")
+                .to_owned()
+        })
         .unwrap_or_default()
 }
 
@@ -125,7 +150,10 @@ pub fn backups(backups: &[pb::Backup], format: Format) {
     if format == Format::Json {
         return json(&backups.to_vec());
     }
-    println!("{:<30}  {:<11}  {:<8}  {:>6}  {:>10}  {:>12}", "NAME", "STATE", "MILVUS", "COLLS", "SIZE", "ROWS");
+    println!(
+        "{:<30}  {:<11}  {:<8}  {:>6}  {:>10}  {:>12}",
+        "NAME", "STATE", "MILVUS", "COLLS", "SIZE", "ROWS"
+    );
     for b in backups {
         let s = b.summary.unwrap_or_default();
         println!(
@@ -150,7 +178,10 @@ pub fn backup(b: &pb::Backup, format: Format) {
     println!("state      {}", backup_state(b.state));
     let Some(m) = &b.manifest else { return };
     if let Some(src) = &m.source {
-        println!("source     cluster {} ({}), Milvus {}", src.cluster, src.address, src.milvus_version);
+        println!(
+            "source     cluster {} ({}), Milvus {}",
+            src.cluster, src.address, src.milvus_version
+        );
     }
     let s = m.summary.unwrap_or_default();
     println!(
@@ -179,7 +210,11 @@ pub fn backup(b: &pb::Backup, format: Format) {
                 let ty = pb::DataType::try_from(f.data_type)
                     .map(|t| t.as_str_name().trim_start_matches("DATA_TYPE_").to_owned())
                     .unwrap_or_default();
-                let params: Vec<String> = f.type_params.iter().map(|kv| format!("{}={}", kv.key, kv.value)).collect();
+                let params: Vec<String> = f
+                    .type_params
+                    .iter()
+                    .map(|kv| format!("{}={}", kv.key, kv.value))
+                    .collect();
                 println!(
                     "  field {:>4} {:<20} {:<14} {}{}{}",
                     f.field_id,
@@ -194,8 +229,17 @@ pub fn backup(b: &pb::Backup, format: Format) {
         let parts: Vec<&str> = c.partitions.iter().map(|p| p.name.as_str()).collect();
         println!("  partitions {}", parts.join(", "));
         for i in &c.indexes {
-            let params: Vec<String> = i.params.iter().map(|kv| format!("{}={}", kv.key, kv.value)).collect();
-            println!("  index {} on {}: {}", i.index_name, i.field_name, params.join(" "));
+            let params: Vec<String> = i
+                .params
+                .iter()
+                .map(|kv| format!("{}={}", kv.key, kv.value))
+                .collect();
+            println!(
+                "  index {} on {}: {}",
+                i.index_name,
+                i.field_name,
+                params.join(" ")
+            );
         }
         if !c.aliases.is_empty() {
             println!("  aliases {}", c.aliases.join(", "));
@@ -215,7 +259,12 @@ pub fn server_info(info: &pb::GetServerInfoResponse, format: Format) {
     }
     for r in &info.repositories {
         let scheme = r.storage.as_ref().map(|s| s.scheme.as_str()).unwrap_or("");
-        let root = r.storage.as_ref().and_then(|s| s.options.get("root")).cloned().unwrap_or_default();
+        let root = r
+            .storage
+            .as_ref()
+            .and_then(|s| s.options.get("root"))
+            .cloned()
+            .unwrap_or_default();
         println!("repository {:<16} {scheme} {root}", r.name);
     }
 }

@@ -32,7 +32,12 @@ impl Progress {
             bar.enable_steady_tick(Duration::from_millis(200));
             bar
         });
-        Self { plain: bar.is_none() && format == Format::Table, bar, last_phase: String::new(), last_line: None }
+        Self {
+            plain: bar.is_none() && format == Format::Table,
+            bar,
+            last_phase: String::new(),
+            last_line: None,
+        }
     }
 
     /// Shows a new snapshot.
@@ -46,12 +51,20 @@ impl Progress {
                 job.phase, p.files_done, p.files_total, p.collections_done, p.collections_total
             ));
         } else if self.plain {
-            let due = self.last_line.is_none_or(|t| t.elapsed() >= Duration::from_secs(5));
+            let due = self
+                .last_line
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(5));
             if job.phase != self.last_phase || due {
                 eprintln!(
                     "[{}] {}: {} of {} bytes, {} of {} files, {} of {} collections",
-                    job.id, job.phase, p.bytes_done, p.bytes_total, p.files_done, p.files_total,
-                    p.collections_done, p.collections_total
+                    job.id,
+                    job.phase,
+                    p.bytes_done,
+                    p.bytes_total,
+                    p.files_done,
+                    p.files_total,
+                    p.collections_done,
+                    p.collections_total
                 );
                 self.last_phase = job.phase.clone();
                 self.last_line = Some(Instant::now());

@@ -93,7 +93,10 @@ impl Client {
 
     /// Connects, sending `token` as a bearer token on every call.
     pub async fn connect_with(endpoint: &str, token: Option<&str>) -> Result<Self, SdkError> {
-        let err = |message: String| SdkError::Connect { endpoint: endpoint.to_owned(), message };
+        let err = |message: String| SdkError::Connect {
+            endpoint: endpoint.to_owned(),
+            message,
+        };
         let channel = Endpoint::from_shared(endpoint.to_owned())
             .map_err(|e| err(e.to_string()))?
             .connect_timeout(Duration::from_secs(10))
@@ -116,28 +119,52 @@ impl Client {
 
     /// Server version, clusters and repositories.
     pub async fn server_info(&mut self) -> Result<pb::GetServerInfoResponse, SdkError> {
-        Ok(self.inner.get_server_info(pb::GetServerInfoRequest {}).await?.into_inner())
+        Ok(self
+            .inner
+            .get_server_info(pb::GetServerInfoRequest {})
+            .await?
+            .into_inner())
     }
 
     /// Starts a backup; returns its job.
-    pub async fn create_backup(&mut self, req: pb::CreateBackupRequest) -> Result<pb::Job, SdkError> {
+    pub async fn create_backup(
+        &mut self,
+        req: pb::CreateBackupRequest,
+    ) -> Result<pb::Job, SdkError> {
         job_of(self.inner.create_backup(req).await?.into_inner().job)
     }
 
     /// Starts a restore; returns its job.
-    pub async fn restore_backup(&mut self, req: pb::RestoreBackupRequest) -> Result<pb::Job, SdkError> {
+    pub async fn restore_backup(
+        &mut self,
+        req: pb::RestoreBackupRequest,
+    ) -> Result<pb::Job, SdkError> {
         job_of(self.inner.restore_backup(req).await?.into_inner().job)
     }
 
     /// Starts deleting a backup; returns its job.
-    pub async fn delete_backup(&mut self, name: &str, repository: &str) -> Result<pb::Job, SdkError> {
-        let req = pb::DeleteBackupRequest { name: name.to_owned(), repository: repository.to_owned() };
+    pub async fn delete_backup(
+        &mut self,
+        name: &str,
+        repository: &str,
+    ) -> Result<pb::Job, SdkError> {
+        let req = pb::DeleteBackupRequest {
+            name: name.to_owned(),
+            repository: repository.to_owned(),
+        };
         job_of(self.inner.delete_backup(req).await?.into_inner().job)
     }
 
     /// One backup with its manifest.
-    pub async fn get_backup(&mut self, name: &str, repository: &str) -> Result<pb::Backup, SdkError> {
-        let req = pb::GetBackupRequest { name: name.to_owned(), repository: repository.to_owned() };
+    pub async fn get_backup(
+        &mut self,
+        name: &str,
+        repository: &str,
+    ) -> Result<pb::Backup, SdkError> {
+        let req = pb::GetBackupRequest {
+            name: name.to_owned(),
+            repository: repository.to_owned(),
+        };
         self.inner
             .get_backup(req)
             .await?
@@ -167,7 +194,13 @@ impl Client {
 
     /// One job.
     pub async fn get_job(&mut self, id: &str) -> Result<pb::Job, SdkError> {
-        job_of(self.inner.get_job(pb::GetJobRequest { id: id.to_owned() }).await?.into_inner().job)
+        job_of(
+            self.inner
+                .get_job(pb::GetJobRequest { id: id.to_owned() })
+                .await?
+                .into_inner()
+                .job,
+        )
     }
 
     /// Every job, newest first (follows pages).
@@ -175,7 +208,10 @@ impl Client {
         let mut out = Vec::new();
         let mut token = String::new();
         loop {
-            let req = pb::ListJobsRequest { page_size: 1000, page_token: token.clone() };
+            let req = pb::ListJobsRequest {
+                page_size: 1000,
+                page_token: token.clone(),
+            };
             let resp = self.inner.list_jobs(req).await?.into_inner();
             out.extend(resp.jobs);
             if resp.next_page_token.is_empty() {
@@ -187,13 +223,26 @@ impl Client {
 
     /// Asks a job to stop.
     pub async fn cancel_job(&mut self, id: &str) -> Result<pb::Job, SdkError> {
-        job_of(self.inner.cancel_job(pb::CancelJobRequest { id: id.to_owned() }).await?.into_inner().job)
+        job_of(
+            self.inner
+                .cancel_job(pb::CancelJobRequest { id: id.to_owned() })
+                .await?
+                .into_inner()
+                .job,
+        )
     }
 
     /// The job's snapshots: the current one first, then one per change, ending with
     /// the terminal one.
-    pub async fn watch_job(&mut self, id: &str) -> Result<impl Stream<Item = Result<pb::Job, SdkError>> + use<>, SdkError> {
-        let stream = self.inner.watch_job(pb::WatchJobRequest { id: id.to_owned() }).await?.into_inner();
+    pub async fn watch_job(
+        &mut self,
+        id: &str,
+    ) -> Result<impl Stream<Item = Result<pb::Job, SdkError>> + use<>, SdkError> {
+        let stream = self
+            .inner
+            .watch_job(pb::WatchJobRequest { id: id.to_owned() })
+            .await?
+            .into_inner();
         Ok(stream.filter_map(|item| async move {
             match item {
                 Ok(resp) => resp.job.map(Ok),
@@ -204,7 +253,11 @@ impl Client {
 
     /// Follows a job to its end, calling `on_update` with every snapshot; returns the
     /// terminal snapshot. Reconnects the watch if the stream drops.
-    pub async fn wait_job(&mut self, id: &str, mut on_update: impl FnMut(&pb::Job)) -> Result<pb::Job, SdkError> {
+    pub async fn wait_job(
+        &mut self,
+        id: &str,
+        mut on_update: impl FnMut(&pb::Job),
+    ) -> Result<pb::Job, SdkError> {
         let mut reconnects = 0;
         loop {
             let mut stream = Box::pin(self.watch_job(id).await?);

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use futures::Stream;
 use milvault_proto::milvault::v1::backup_service_server::BackupService;
 use milvault_proto::milvault::v1::{
-    job, CancelJobRequest, CancelJobResponse, ClusterInfo, CreateBackupRequest, CreateBackupResponse,
-    CreateBackupSpec, DeleteBackupRequest, DeleteBackupResponse, DeleteBackupSpec, GetBackupRequest,
-    GetBackupResponse, GetJobRequest, GetJobResponse, GetServerInfoRequest, GetServerInfoResponse, JobKind,
-    ListBackupsRequest, ListBackupsResponse, ListJobsRequest, ListJobsResponse, RepositoryInfo,
-    RestoreBackupRequest, RestoreBackupResponse, RestoreBackupSpec, StorageInfo, WatchJobRequest,
-    WatchJobResponse,
+    CancelJobRequest, CancelJobResponse, ClusterInfo, CreateBackupRequest, CreateBackupResponse,
+    CreateBackupSpec, DeleteBackupRequest, DeleteBackupResponse, DeleteBackupSpec,
+    GetBackupRequest, GetBackupResponse, GetJobRequest, GetJobResponse, GetServerInfoRequest,
+    GetServerInfoResponse, JobKind, ListBackupsRequest, ListBackupsResponse, ListJobsRequest,
+    ListJobsResponse, RepositoryInfo, RestoreBackupRequest, RestoreBackupResponse,
+    RestoreBackupSpec, StorageInfo, WatchJobRequest, WatchJobResponse, job,
 };
 use tonic::{Request, Response, Status};
 
@@ -21,9 +21,9 @@ use crate::app::App;
 use crate::backup::BackupJob;
 use crate::delete::DeleteJob;
 use crate::error::{Error, Result};
-use crate::jobs::{is_terminal, Lock, NewJob};
-use crate::restore::{plan_targets, RestoreJob};
-use crate::selection::{validate_backup_name, Filter};
+use crate::jobs::{Lock, NewJob, is_terminal};
+use crate::restore::{RestoreJob, plan_targets};
+use crate::selection::{Filter, validate_backup_name};
 
 /// The service implementation.
 #[derive(Clone)]
@@ -58,11 +58,20 @@ fn page_size(requested: i32) -> Result<usize> {
 }
 
 /// Cuts one page out of `items` (sorted by `key`), after the token's key.
-fn paginate<T>(items: Vec<T>, key: impl Fn(&T) -> String, size: usize, token: &str) -> (Vec<T>, String) {
+fn paginate<T>(
+    items: Vec<T>,
+    key: impl Fn(&T) -> String,
+    size: usize,
+    token: &str,
+) -> (Vec<T>, String) {
     let start = if token.is_empty() {
         0
     } else {
-        items.iter().position(|i| key(i) == token).map(|p| p + 1).unwrap_or(items.len())
+        items
+            .iter()
+            .position(|i| key(i) == token)
+            .map(|p| p + 1)
+            .unwrap_or(items.len())
     };
     let page: Vec<T> = items.into_iter().skip(start).take(size + 1).collect();
     if page.len() > size {
@@ -75,17 +84,24 @@ fn paginate<T>(items: Vec<T>, key: impl Fn(&T) -> String, size: usize, token: &s
     }
 }
 
-type WatchStream = Pin<Box<dyn Stream<Item = std::result::Result<WatchJobResponse, Status>> + Send>>;
+type WatchStream =
+    Pin<Box<dyn Stream<Item = std::result::Result<WatchJobResponse, Status>> + Send>>;
 
 impl Api {
-    async fn create_backup_inner(&self, req: CreateBackupRequest) -> Result<milvault_proto::milvault::v1::Job> {
+    async fn create_backup_inner(
+        &self,
+        req: CreateBackupRequest,
+    ) -> Result<milvault_proto::milvault::v1::Job> {
         validate_backup_name(&req.name)?;
         let filter = Filter::parse(&req.collections)?;
         let cluster = self.app.cluster(&req.cluster)?.clone();
         let repository = self.app.repository(&req.repository)?.clone();
         let lock = backup_lock(repository.name(), &req.name, true);
         if self.app.jobs.is_locked(&lock.key) || repository.backup_exists(&req.name).await? {
-            return Err(Error::BackupExists { name: req.name, repository: repository.name().to_owned() });
+            return Err(Error::BackupExists {
+                name: req.name,
+                repository: repository.name().to_owned(),
+            });
         }
         let spec = CreateBackupSpec {
             name: req.name.clone(),
@@ -96,7 +112,8 @@ impl Api {
         };
         if spec.include_rbac {
             return Err(Error::Unsupported(
-                "RBAC backup is not available in this build yet; back up without include_rbac".into(),
+                "RBAC backup is not available in this build yet; back up without include_rbac"
+                    .into(),
             ));
         }
         let job = Arc::new(BackupJob {
@@ -117,7 +134,10 @@ impl Api {
         self.app.jobs.submit(new, move |ctx| job.run(ctx)).await
     }
 
-    async fn restore_inner(&self, req: RestoreBackupRequest) -> Result<milvault_proto::milvault::v1::Job> {
+    async fn restore_inner(
+        &self,
+        req: RestoreBackupRequest,
+    ) -> Result<milvault_proto::milvault::v1::Job> {
         validate_backup_name(&req.backup)?;
         let cluster = self.app.cluster(&req.cluster)?.clone();
         let repository = self.app.repository(&req.repository)?.clone();
@@ -137,7 +157,8 @@ impl Api {
         };
         if spec.restore_rbac {
             return Err(Error::Unsupported(
-                "RBAC restore is not available in this build yet; restore without restore_rbac".into(),
+                "RBAC restore is not available in this build yet; restore without restore_rbac"
+                    .into(),
             ));
         }
         let manifest = repository.load_complete(&req.backup).await?;
@@ -171,13 +192,22 @@ impl Api {
         self.app.jobs.submit(new, move |ctx| job.run(ctx)).await
     }
 
-    async fn delete_inner(&self, req: DeleteBackupRequest) -> Result<milvault_proto::milvault::v1::Job> {
+    async fn delete_inner(
+        &self,
+        req: DeleteBackupRequest,
+    ) -> Result<milvault_proto::milvault::v1::Job> {
         validate_backup_name(&req.name)?;
         let repository = self.app.repository(&req.repository)?.clone();
         if !repository.backup_exists(&req.name).await? {
-            return Err(Error::BackupNotFound { name: req.name, repository: repository.name().to_owned() });
+            return Err(Error::BackupNotFound {
+                name: req.name,
+                repository: repository.name().to_owned(),
+            });
         }
-        let spec = DeleteBackupSpec { name: req.name.clone(), repository: repository.name().to_owned() };
+        let spec = DeleteBackupSpec {
+            name: req.name.clone(),
+            repository: repository.name().to_owned(),
+        };
         let job = Arc::new(DeleteJob {
             spec: spec.clone(),
             repository: repository.clone(),
@@ -201,7 +231,10 @@ impl BackupService for Api {
         &self,
         _req: Request<GetServerInfoRequest>,
     ) -> std::result::Result<Response<GetServerInfoResponse>, Status> {
-        let storage = |s: &crate::config::StorageConfig| StorageInfo { scheme: s.scheme.clone(), options: s.redacted().into_iter().collect() };
+        let storage = |s: &crate::config::StorageConfig| StorageInfo {
+            scheme: s.scheme.clone(),
+            options: s.redacted().into_iter().collect(),
+        };
         Ok(Response::new(GetServerInfoResponse {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             clusters: self
@@ -220,7 +253,10 @@ impl BackupService for Api {
                 .app
                 .repositories
                 .values()
-                .map(|r| RepositoryInfo { name: r.name().to_owned(), storage: Some(storage(r.store().config())) })
+                .map(|r| RepositoryInfo {
+                    name: r.name().to_owned(),
+                    storage: Some(storage(r.store().config())),
+                })
                 .collect(),
         }))
     }
@@ -233,17 +269,26 @@ impl BackupService for Api {
         Ok(Response::new(CreateBackupResponse { job: Some(job) }))
     }
 
-    async fn get_backup(&self, req: Request<GetBackupRequest>) -> std::result::Result<Response<GetBackupResponse>, Status> {
+    async fn get_backup(
+        &self,
+        req: Request<GetBackupRequest>,
+    ) -> std::result::Result<Response<GetBackupResponse>, Status> {
         let req = req.into_inner();
         validate_backup_name(&req.name)?;
         let repository = self.app.repository(&req.repository)?;
         let lock = backup_lock(repository.name(), &req.name, true);
         let in_progress = self.app.jobs.is_locked(&lock.key);
         if !in_progress && !repository.backup_exists(&req.name).await? {
-            return Err(Error::BackupNotFound { name: req.name, repository: repository.name().to_owned() }.into());
+            return Err(Error::BackupNotFound {
+                name: req.name,
+                repository: repository.name().to_owned(),
+            }
+            .into());
         }
         let backup = repository.describe(&req.name, in_progress, true).await?;
-        Ok(Response::new(GetBackupResponse { backup: Some(backup) }))
+        Ok(Response::new(GetBackupResponse {
+            backup: Some(backup),
+        }))
     }
 
     async fn list_backups(
@@ -257,10 +302,16 @@ impl BackupService for Api {
         let (page, next) = paginate(names, |n| n.clone(), size, &req.page_token);
         let mut backups = Vec::with_capacity(page.len());
         for name in page {
-            let in_progress = self.app.jobs.is_locked(&backup_lock(repository.name(), &name, true).key);
+            let in_progress = self
+                .app
+                .jobs
+                .is_locked(&backup_lock(repository.name(), &name, true).key);
             backups.push(repository.describe(&name, in_progress, false).await?);
         }
-        Ok(Response::new(ListBackupsResponse { backups, next_page_token: next }))
+        Ok(Response::new(ListBackupsResponse {
+            backups,
+            next_page_token: next,
+        }))
     }
 
     async fn delete_backup(
@@ -279,38 +330,62 @@ impl BackupService for Api {
         Ok(Response::new(RestoreBackupResponse { job: Some(job) }))
     }
 
-    async fn get_job(&self, req: Request<GetJobRequest>) -> std::result::Result<Response<GetJobResponse>, Status> {
+    async fn get_job(
+        &self,
+        req: Request<GetJobRequest>,
+    ) -> std::result::Result<Response<GetJobResponse>, Status> {
         let job = self.app.jobs.get(&req.into_inner().id)?;
         Ok(Response::new(GetJobResponse { job: Some(job) }))
     }
 
-    async fn list_jobs(&self, req: Request<ListJobsRequest>) -> std::result::Result<Response<ListJobsResponse>, Status> {
+    async fn list_jobs(
+        &self,
+        req: Request<ListJobsRequest>,
+    ) -> std::result::Result<Response<ListJobsResponse>, Status> {
         let req = req.into_inner();
         let size = page_size(req.page_size)?;
-        let (jobs, next) = paginate(self.app.jobs.list(), |j| j.id.clone(), size, &req.page_token);
-        Ok(Response::new(ListJobsResponse { jobs, next_page_token: next }))
+        let (jobs, next) = paginate(
+            self.app.jobs.list(),
+            |j| j.id.clone(),
+            size,
+            &req.page_token,
+        );
+        Ok(Response::new(ListJobsResponse {
+            jobs,
+            next_page_token: next,
+        }))
     }
 
     type WatchJobStream = WatchStream;
 
-    async fn watch_job(&self, req: Request<WatchJobRequest>) -> std::result::Result<Response<WatchStream>, Status> {
+    async fn watch_job(
+        &self,
+        req: Request<WatchJobRequest>,
+    ) -> std::result::Result<Response<WatchStream>, Status> {
         let rx = self.app.jobs.watch(&req.into_inner().id)?;
         // State: the receiver, and whether the terminal snapshot was already sent.
-        let stream = futures::stream::unfold((rx, true, false), |(mut rx, first, done)| async move {
-            if done {
-                return None;
-            }
-            if !first && rx.changed().await.is_err() {
-                return None;
-            }
-            let job = rx.borrow_and_update().clone();
-            let terminal = is_terminal(job.state);
-            Some((Ok(WatchJobResponse { job: Some(job) }), (rx, false, terminal)))
-        });
+        let stream =
+            futures::stream::unfold((rx, true, false), |(mut rx, first, done)| async move {
+                if done {
+                    return None;
+                }
+                if !first && rx.changed().await.is_err() {
+                    return None;
+                }
+                let job = rx.borrow_and_update().clone();
+                let terminal = is_terminal(job.state);
+                Some((
+                    Ok(WatchJobResponse { job: Some(job) }),
+                    (rx, false, terminal),
+                ))
+            });
         Ok(Response::new(Box::pin(stream)))
     }
 
-    async fn cancel_job(&self, req: Request<CancelJobRequest>) -> std::result::Result<Response<CancelJobResponse>, Status> {
+    async fn cancel_job(
+        &self,
+        req: Request<CancelJobRequest>,
+    ) -> std::result::Result<Response<CancelJobResponse>, Status> {
         let job = self.app.jobs.cancel(&req.into_inner().id).await?;
         Ok(Response::new(CancelJobResponse { job: Some(job) }))
     }

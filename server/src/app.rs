@@ -34,7 +34,11 @@ pub struct App {
 }
 
 fn known<T>(m: &BTreeMap<String, T>) -> String {
-    if m.is_empty() { "(none)".to_owned() } else { m.keys().cloned().collect::<Vec<_>>().join(", ") }
+    if m.is_empty() {
+        "(none)".to_owned()
+    } else {
+        m.keys().cloned().collect::<Vec<_>>().join(", ")
+    }
 }
 
 impl App {
@@ -43,38 +47,75 @@ impl App {
         let mut clusters = BTreeMap::new();
         for (name, c) in &config.clusters {
             let store = Store::new(format!("cluster {name}"), &c.storage)?;
-            clusters.insert(name.clone(), Cluster { name: name.clone(), config: c.clone(), store });
+            clusters.insert(
+                name.clone(),
+                Cluster {
+                    name: name.clone(),
+                    config: c.clone(),
+                    store,
+                },
+            );
         }
         let mut repositories = BTreeMap::new();
         for (name, r) in &config.repositories {
             let store = Store::new(format!("repository {name}"), &r.storage)?;
             repositories.insert(name.clone(), Repository::new(name.clone(), store));
         }
-        let jobs = Jobs::open(Journal::open(&config.server.state_dir)?, config.server.max_running_jobs)?;
-        Ok(Arc::new(Self { config, clusters, repositories, jobs }))
+        let jobs = Jobs::open(
+            Journal::open(&config.server.state_dir)?,
+            config.server.max_running_jobs,
+        )?;
+        Ok(Arc::new(Self {
+            config,
+            clusters,
+            repositories,
+            jobs,
+        }))
     }
 
     /// The cluster a request means: the named one, or the only one configured.
     pub fn cluster(&self, name: &str) -> Result<&Cluster> {
         resolve(&self.clusters, name, "cluster")
-            .map_err(|_| Error::UnknownCluster { name: name.to_owned(), known: known(&self.clusters) })
-            .and_then(|c| c.ok_or_else(|| Error::NameRequired { what: "cluster", known: known(&self.clusters) }))
+            .map_err(|_| Error::UnknownCluster {
+                name: name.to_owned(),
+                known: known(&self.clusters),
+            })
+            .and_then(|c| {
+                c.ok_or_else(|| Error::NameRequired {
+                    what: "cluster",
+                    known: known(&self.clusters),
+                })
+            })
     }
 
     /// The repository a request means: the named one, or the only one configured.
     pub fn repository(&self, name: &str) -> Result<&Repository> {
         resolve(&self.repositories, name, "repository")
-            .map_err(|_| Error::UnknownRepository { name: name.to_owned(), known: known(&self.repositories) })
+            .map_err(|_| Error::UnknownRepository {
+                name: name.to_owned(),
+                known: known(&self.repositories),
+            })
             .and_then(|r| {
-                r.ok_or_else(|| Error::NameRequired { what: "repository", known: known(&self.repositories) })
+                r.ok_or_else(|| Error::NameRequired {
+                    what: "repository",
+                    known: known(&self.repositories),
+                })
             })
     }
 }
 
 /// `Err(())` = unknown name; `Ok(None)` = name needed; `Ok(Some)` = found.
-fn resolve<'a, T>(m: &'a BTreeMap<String, T>, name: &str, _what: &str) -> std::result::Result<Option<&'a T>, ()> {
+fn resolve<'a, T>(
+    m: &'a BTreeMap<String, T>,
+    name: &str,
+    _what: &str,
+) -> std::result::Result<Option<&'a T>, ()> {
     if name.is_empty() && !m.is_empty() {
-        return Ok(if m.len() == 1 { m.values().next() } else { None });
+        return Ok(if m.len() == 1 {
+            m.values().next()
+        } else {
+            None
+        });
     }
     m.get(name).map(Some).ok_or(())
 }

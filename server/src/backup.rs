@@ -12,19 +12,19 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use milvault_proto::milvault::v1::{
-    BackupFile, BackupManifest, BackupSummary, CollectionBackup, CollectionProgress, CreateBackupSpec,
-    DatabaseBackup, IndexBackup, PartitionBackup, SegmentBackup, SourceInfo,
+    BackupFile, BackupManifest, BackupSummary, CollectionBackup, CollectionProgress,
+    CreateBackupSpec, DatabaseBackup, IndexBackup, PartitionBackup, SegmentBackup, SourceInfo,
 };
 use milvault_proto::milvus::common::SegmentState;
 use prost::Message;
 
 use crate::app::Cluster;
 use crate::error::{Error, Result};
-use crate::jobs::{now, JobCtx};
+use crate::jobs::{JobCtx, now};
 use crate::milvus::convert;
 use crate::milvus::management::GcPauseGuard;
 use crate::milvus::{GcPause, MilvusClient};
-use crate::repository::{Repository, FORMAT_VERSION};
+use crate::repository::{FORMAT_VERSION, Repository};
 use crate::selection::Filter;
 use crate::storage::Store;
 
@@ -79,7 +79,9 @@ impl BackupJob {
         let mut backup_ts = 0u64;
         for c in &collections {
             ctx.check_cancelled()?;
-            let ts = client.flush_and_wait(&c.database, &c.name, Duration::from_secs(600)).await?;
+            let ts = client
+                .flush_and_wait(&c.database, &c.name, Duration::from_secs(600))
+                .await?;
             backup_ts = backup_ts.max(ts);
         }
 
@@ -160,7 +162,10 @@ impl BackupJob {
     }
 
     /// Reads every selected database and collection's metadata.
-    async fn describe(&self, client: &MilvusClient) -> Result<(Vec<DatabaseBackup>, Vec<CollectionBackup>)> {
+    async fn describe(
+        &self,
+        client: &MilvusClient,
+    ) -> Result<(Vec<DatabaseBackup>, Vec<CollectionBackup>)> {
         let mut databases = Vec::new();
         let mut collections = Vec::new();
         for db in client.list_databases().await? {
@@ -176,11 +181,17 @@ impl BackupJob {
                 collections.push(describe_collection(client, &db, &name).await?);
             }
             if any || self.filter.is_all() {
-                databases.push(DatabaseBackup { name: db, ..Default::default() });
+                databases.push(DatabaseBackup {
+                    name: db,
+                    ..Default::default()
+                });
             }
         }
         for (db, coll) in self.filter.exact_names() {
-            if !collections.iter().any(|c| c.database == db && c.name == coll) {
+            if !collections
+                .iter()
+                .any(|c| c.database == db && c.name == coll)
+            {
                 return Err(Error::CollectionNotFound {
                     place: format!("cluster {:?}", self.cluster.name),
                     database: db,
@@ -191,7 +202,12 @@ impl BackupJob {
         Ok((databases, collections))
     }
 
-    async fn list_and_copy(&self, ctx: &JobCtx, client: &MilvusClient, collections: &mut [CollectionBackup]) -> Result<()> {
+    async fn list_and_copy(
+        &self,
+        ctx: &JobCtx,
+        client: &MilvusClient,
+        collections: &mut [CollectionBackup],
+    ) -> Result<()> {
         ctx.phase("listing").await;
         let mut planned = Vec::new();
         for (idx, c) in collections.iter_mut().enumerate() {
@@ -204,8 +220,17 @@ impl BackupJob {
                     continue;
                 }
                 let files = list_segment(&self.cluster.store, c, &seg).await?;
-                for f in files.insert_logs.iter().chain(&files.delta_logs).chain(&files.stats_logs) {
-                    planned.push(Planned { collection: idx, source_key: f.source_key.clone(), size: f.size_bytes });
+                for f in files
+                    .insert_logs
+                    .iter()
+                    .chain(&files.delta_logs)
+                    .chain(&files.stats_logs)
+                {
+                    planned.push(Planned {
+                        collection: idx,
+                        source_key: f.source_key.clone(),
+                        size: f.size_bytes,
+                    });
                 }
                 c.row_count += seg.num_rows;
                 c.segments.push(files);
@@ -282,7 +307,12 @@ impl BackupJob {
         for c in collections.iter_mut() {
             let mut size = 0;
             for s in c.segments.iter_mut() {
-                for f in s.insert_logs.iter_mut().chain(s.delta_logs.iter_mut()).chain(s.stats_logs.iter_mut()) {
+                for f in s
+                    .insert_logs
+                    .iter_mut()
+                    .chain(s.delta_logs.iter_mut())
+                    .chain(s.stats_logs.iter_mut())
+                {
                     let copied = by_key.get(&f.source_key).ok_or_else(|| {
                         Error::Internal(format!("file {} was planned but not copied", f.source_key))
                     })?;
@@ -307,7 +337,11 @@ impl BackupJob {
 }
 
 /// Reads one collection's metadata (no segments yet).
-pub async fn describe_collection(client: &MilvusClient, db: &str, name: &str) -> Result<CollectionBackup> {
+pub async fn describe_collection(
+    client: &MilvusClient,
+    db: &str,
+    name: &str,
+) -> Result<CollectionBackup> {
     let d = client.describe_collection(db, name).await?;
     let raw_schema = d.schema.clone().unwrap_or_default();
     let schema = convert::schema_from(&raw_schema);
@@ -360,7 +394,10 @@ async fn list_segment(
     c: &CollectionBackup,
     seg: &milvault_proto::milvus::milvus::PersistentSegmentInfo,
 ) -> Result<SegmentBackup> {
-    let base = format!("{}/{}/{}/", seg.collection_id, seg.partition_id, seg.segment_id);
+    let base = format!(
+        "{}/{}/{}/",
+        seg.collection_id, seg.partition_id, seg.segment_id
+    );
     let mut out = SegmentBackup {
         segment_id: seg.segment_id,
         partition_id: seg.partition_id,
@@ -382,7 +419,9 @@ async fn list_segment(
             let (field_id, log_id) = match (kind, parts.as_slice()) {
                 ("delta_log", [log]) => (0, log.parse().unwrap_or(0)),
                 (_, [field, log]) => (
-                    field.parse().map_err(|_| bad(format!("unexpected file {}", obj.key)))?,
+                    field
+                        .parse()
+                        .map_err(|_| bad(format!("unexpected file {}", obj.key)))?,
                     log.parse().unwrap_or(0),
                 ),
                 _ => return Err(bad(format!("unexpected file layout {}", obj.key))),
@@ -407,10 +446,16 @@ async fn list_segment(
         for f in &out.insert_logs {
             *counts.entry(f.field_id).or_default() += 1;
         }
-        let schema = c.schema.as_ref().map(|s| s.fields.iter().map(|f| f.field_id).collect::<Vec<_>>()).unwrap_or_default();
+        let schema = c
+            .schema
+            .as_ref()
+            .map(|s| s.fields.iter().map(|f| f.field_id).collect::<Vec<_>>())
+            .unwrap_or_default();
         for id in [0, 1].into_iter().chain(schema) {
             if !counts.contains_key(&id) {
-                return Err(bad(format!("field {id} has no insert log on storage under insert_log/{base}")));
+                return Err(bad(format!(
+                    "field {id} has no insert log on storage under insert_log/{base}"
+                )));
             }
         }
         let distinct: std::collections::BTreeSet<usize> = counts.values().copied().collect();

@@ -182,7 +182,9 @@ impl std::fmt::Debug for StorageConfig {
 /// Whether an option name looks like it holds a secret.
 pub fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    ["secret", "password", "token", "key", "credential", "sas"].iter().any(|s| k.contains(s))
+    ["secret", "password", "token", "key", "credential", "sas"]
+        .iter()
+        .any(|s| k.contains(s))
 }
 
 /// Bounds on concurrency.
@@ -227,7 +229,10 @@ pub struct TelemetryConfig {
 
 impl Default for TelemetryConfig {
     fn default() -> Self {
-        Self { log_filter: default_log_filter(), otlp_endpoint: None }
+        Self {
+            log_filter: default_log_filter(),
+            otlp_endpoint: None,
+        }
     }
 }
 
@@ -254,7 +259,10 @@ impl Config {
         let mut fig = Figment::new();
         if let Some(path) = file {
             if !path.exists() {
-                return Err(Error::invalid("config", format!("file {} does not exist", path.display())));
+                return Err(Error::invalid(
+                    "config",
+                    format!("file {} does not exist", path.display()),
+                ));
             }
             fig = fig.merge(Toml::file(path));
         }
@@ -278,8 +286,9 @@ impl Config {
             overrides.insert("telemetry".into(), serde_json::json!({ "log_filter": f }));
         }
         fig = fig.merge(Serialized::defaults(serde_json::Value::Object(overrides)));
-        let config: Config =
-            fig.extract().map_err(|e| Error::invalid("config", e.to_string()))?;
+        let config: Config = fig
+            .extract()
+            .map_err(|e| Error::invalid("config", e.to_string()))?;
         config.validate()?;
         Ok(config)
     }
@@ -300,14 +309,23 @@ impl Config {
             if !(c.address.starts_with("http://") || c.address.starts_with("https://")) {
                 return Err(Error::invalid(
                     "config",
-                    format!("clusters.{name}.address must start with http:// or https://, got {:?}", c.address),
+                    format!(
+                        "clusters.{name}.address must start with http:// or https://, got {:?}",
+                        c.address
+                    ),
                 ));
             }
             let p = c.staging_prefix.trim_matches('/');
-            if p.is_empty() || ["insert_log", "delta_log", "stats_log", "index_files"].iter().any(|d| p.starts_with(d)) {
+            if p.is_empty()
+                || ["insert_log", "delta_log", "stats_log", "index_files"]
+                    .iter()
+                    .any(|d| p.starts_with(d))
+            {
                 return Err(Error::invalid(
                     "config",
-                    format!("clusters.{name}.staging_prefix {p:?} must be a prefix outside Milvus's own insert_log/, delta_log/, stats_log/, index_files/"),
+                    format!(
+                        "clusters.{name}.staging_prefix {p:?} must be a prefix outside Milvus's own insert_log/, delta_log/, stats_log/, index_files/"
+                    ),
                 ));
             }
         }
@@ -315,7 +333,10 @@ impl Config {
             return Err(Error::invalid("config", "limits must be at least 1"));
         }
         if self.server.max_running_jobs == 0 {
-            return Err(Error::invalid("config", "server.max_running_jobs must be at least 1"));
+            return Err(Error::invalid(
+                "config",
+                "server.max_running_jobs must be at least 1",
+            ));
         }
         Ok(())
     }
@@ -344,7 +365,10 @@ storage = { scheme = "fs", root = "/var/backups/milvault/" }
         let prod = &c.clusters["prod"];
         assert_eq!(prod.storage.scheme, "s3");
         assert_eq!(prod.storage.root(), "files");
-        assert_eq!(c.repositories["local"].storage.root(), "/var/backups/milvault");
+        assert_eq!(
+            c.repositories["local"].storage.root(),
+            "/var/backups/milvault"
+        );
         assert_eq!(prod.staging_prefix, "milvault-staging");
     }
 
@@ -353,7 +377,12 @@ storage = { scheme = "fs", root = "/var/backups/milvault/" }
         let c = Config::from_toml(SAMPLE).expect("parse");
         let shown = format!("{:?}", c);
         assert!(!shown.contains("shh"), "{shown}");
-        assert!(!c.clusters["prod"].storage.redacted().contains_key("secret_access_key"));
+        assert!(
+            !c.clusters["prod"]
+                .storage
+                .redacted()
+                .contains_key("secret_access_key")
+        );
     }
 
     #[test]
@@ -364,7 +393,10 @@ storage = { scheme = "fs", root = "/var/backups/milvault/" }
 
     #[test]
     fn staging_inside_insert_log_is_rejected() {
-        let text = SAMPLE.replace("management =", "staging_prefix = \"insert_log/x\"\nmanagement =");
+        let text = SAMPLE.replace(
+            "management =",
+            "staging_prefix = \"insert_log/x\"\nmanagement =",
+        );
         assert!(Config::from_toml(&text).is_err());
     }
 }

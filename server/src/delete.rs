@@ -37,7 +37,12 @@ impl DeleteJob {
             if let Ok(Some(m)) = self.repository.read_manifest(&other).await {
                 for c in &m.collections {
                     for s in &c.segments {
-                        for f in s.insert_logs.iter().chain(&s.delta_logs).chain(&s.stats_logs) {
+                        for f in s
+                            .insert_logs
+                            .iter()
+                            .chain(&s.delta_logs)
+                            .chain(&s.stats_logs)
+                        {
                             keep.insert(f.path.clone());
                         }
                     }
@@ -49,7 +54,10 @@ impl DeleteJob {
         store.delete(&Repository::manifest_key(name)).await?;
         let dir = Repository::backup_dir(name);
         let files = store.list_recursive(&dir).await?;
-        let doomed: Vec<_> = files.into_iter().filter(|o| !keep.contains(&o.key)).collect();
+        let doomed: Vec<_> = files
+            .into_iter()
+            .filter(|o| !keep.contains(&o.key))
+            .collect();
         let kept = keep.iter().filter(|k| k.starts_with(&dir)).count();
         ctx.update(|j| {
             if let Some(p) = j.progress.as_mut() {
@@ -77,7 +85,8 @@ impl DeleteJob {
         if kept == 0 {
             store.delete_prefix(&dir).await?;
         } else {
-            ctx.warn(format!("kept {kept} files that other backups reference")).await;
+            ctx.warn(format!("kept {kept} files that other backups reference"))
+                .await;
         }
         Ok(())
     }

@@ -39,7 +39,10 @@ pub enum Error {
     BackupIncomplete { name: String, repository: String },
     /// A malformed argument.
     #[error("invalid {field}: {message}")]
-    InvalidArgument { field: &'static str, message: String },
+    InvalidArgument {
+        field: &'static str,
+        message: String,
+    },
     /// No such job.
     #[error("job {0:?} not found")]
     JobNotFound(String),
@@ -48,15 +51,27 @@ pub enum Error {
     Conflict(String),
     /// A collection the request names does not exist.
     #[error("collection {collection:?} not found in database {database:?} of {place}")]
-    CollectionNotFound { place: String, database: String, collection: String },
+    CollectionNotFound {
+        place: String,
+        database: String,
+        collection: String,
+    },
     /// A restore target collection exists and `drop_existing` was not asked.
     #[error(
         "collection {collection:?} already exists in database {database:?} of cluster {cluster:?}; pass drop_existing (--drop-existing) to replace it, or restore under another name"
     )]
-    CollectionExists { cluster: String, database: String, collection: String },
+    CollectionExists {
+        cluster: String,
+        database: String,
+        collection: String,
+    },
     /// An alias the restore would create already points elsewhere.
     #[error("alias {alias:?} already exists in database {database:?} of cluster {cluster:?}")]
-    AliasExists { cluster: String, database: String, alias: String },
+    AliasExists {
+        cluster: String,
+        database: String,
+        alias: String,
+    },
     /// Milvus could not be reached at all.
     #[error("Milvus at {address} is unreachable: {detail}")]
     MilvusUnavailable { address: String, detail: String },
@@ -68,7 +83,12 @@ pub enum Error {
     Unsupported(String),
     /// Object storage failed.
     #[error("storage {storage:?}: {operation} {path:?} failed: {message}")]
-    Storage { storage: String, operation: &'static str, path: String, message: String },
+    Storage {
+        storage: String,
+        operation: &'static str,
+        path: String,
+        message: String,
+    },
     /// A storage configuration could not be turned into an operator.
     #[error("storage configuration of {owner}: {message}")]
     StorageConfig { owner: String, message: String },
@@ -80,10 +100,18 @@ pub enum Error {
     Manifest { name: String, message: String },
     /// The segment's files on storage are inconsistent (orphans, missing fields).
     #[error("segment {segment} of {collection}: {message}")]
-    SegmentFiles { collection: String, segment: i64, message: String },
+    SegmentFiles {
+        collection: String,
+        segment: i64,
+        message: String,
+    },
     /// Milvus reported a failed import.
     #[error("import into {collection} (segment {segment}) failed: {message}")]
-    ImportFailed { collection: String, segment: i64, message: String },
+    ImportFailed {
+        collection: String,
+        segment: i64,
+        message: String,
+    },
     /// The job was cancelled.
     #[error("cancelled")]
     Cancelled,
@@ -105,9 +133,9 @@ impl Error {
             | Error::JobNotFound(_)
             | Error::CollectionNotFound { .. } => Code::NotFound,
             Error::NameRequired { .. } | Error::InvalidArgument { .. } => Code::InvalidArgument,
-            Error::BackupExists { .. } | Error::CollectionExists { .. } | Error::AliasExists { .. } => {
-                Code::AlreadyExists
-            }
+            Error::BackupExists { .. }
+            | Error::CollectionExists { .. }
+            | Error::AliasExists { .. } => Code::AlreadyExists,
             Error::BackupIncomplete { .. } | Error::Conflict(_) | Error::Unsupported(_) => {
                 Code::FailedPrecondition
             }
@@ -115,7 +143,9 @@ impl Error {
             Error::Milvus { .. } | Error::ImportFailed { .. } => Code::Aborted,
             Error::Storage { .. } => Code::Unavailable,
             Error::StorageConfig { .. } => Code::FailedPrecondition,
-            Error::Corrupt { .. } | Error::Manifest { .. } | Error::SegmentFiles { .. } => Code::DataLoss,
+            Error::Corrupt { .. } | Error::Manifest { .. } | Error::SegmentFiles { .. } => {
+                Code::DataLoss
+            }
             Error::Cancelled => Code::Cancelled,
             Error::Interrupted { .. } => Code::Aborted,
             Error::Internal(_) => Code::Internal,
@@ -163,7 +193,10 @@ impl Error {
 
     /// Shorthand for an [`Error::InvalidArgument`].
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
-        Error::InvalidArgument { field, message: message.into() }
+        Error::InvalidArgument {
+            field,
+            message: message.into(),
+        }
     }
 }
 
@@ -195,7 +228,8 @@ impl From<Error> for tonic::Status {
         if matches!(err, Error::Internal(_)) {
             tracing::error!(error = %err, "internal error returned to a caller");
         }
-        let details = ErrorDetails::with_error_info(err.reason(), "milvault", [] as [(String, String); 0]);
+        let details =
+            ErrorDetails::with_error_info(err.reason(), "milvault", [] as [(String, String); 0]);
         tonic::Status::with_error_details(err.code(), err.to_string(), details)
     }
 }
@@ -217,8 +251,11 @@ mod tests {
 
     #[test]
     fn status_carries_code_reason_and_message() {
-        let status: tonic::Status =
-            Error::BackupNotFound { name: "b1".into(), repository: "r".into() }.into();
+        let status: tonic::Status = Error::BackupNotFound {
+            name: "b1".into(),
+            repository: "r".into(),
+        }
+        .into();
         assert_eq!(status.code(), Code::NotFound);
         assert!(status.message().contains("\"b1\""));
         let info = status.get_details_error_info().expect("error info present");
@@ -227,7 +264,10 @@ mod tests {
 
     #[test]
     fn job_error_uses_code_names() {
-        let e = Error::MilvusUnavailable { address: "http://x:1".into(), detail: "refused".into() };
+        let e = Error::MilvusUnavailable {
+            address: "http://x:1".into(),
+            detail: "refused".into(),
+        };
         let je = e.to_job_error();
         assert_eq!(je.code, "UNAVAILABLE");
         assert_eq!(je.reason, "MILVUS_UNAVAILABLE");

@@ -33,13 +33,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},
@@ -52,7 +53,11 @@ async fn shutdown_signal() {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let flags = FlagOverrides { listen: args.listen, state_dir: args.state_dir, log_filter: args.log_filter };
+    let flags = FlagOverrides {
+        listen: args.listen,
+        state_dir: args.state_dir,
+        log_filter: args.log_filter,
+    };
     let config = match Config::load(args.config.as_deref(), &flags) {
         Ok(c) => c,
         Err(e) => {

@@ -30,7 +30,10 @@ pub struct Repository {
 impl Repository {
     /// Wraps a store as the repository called `name`.
     pub fn new(name: impl Into<String>, store: Store) -> Self {
-        Self { name: name.into(), store }
+        Self {
+            name: name.into(),
+            store,
+        }
     }
 
     /// Configured name.
@@ -61,7 +64,11 @@ impl Repository {
 
     /// Whether anything exists under the backup's directory.
     pub async fn backup_exists(&self, backup: &str) -> Result<bool> {
-        Ok(!self.store.list_children(&Self::backup_dir(backup)).await?.is_empty())
+        Ok(!self
+            .store
+            .list_children(&Self::backup_dir(backup))
+            .await?
+            .is_empty())
     }
 
     /// Reads and validates a manifest; `None` when the backup has none.
@@ -80,14 +87,19 @@ impl Repository {
                 name: backup.to_owned(),
                 repository: self.name.clone(),
             }),
-            None => Err(Error::BackupNotFound { name: backup.to_owned(), repository: self.name.clone() }),
+            None => Err(Error::BackupNotFound {
+                name: backup.to_owned(),
+                repository: self.name.clone(),
+            }),
         }
     }
 
     /// Seals a backup by writing its manifest. Call after every file is in place.
     pub async fn write_manifest(&self, manifest: &BackupManifest) -> Result<()> {
         let bytes = encode_manifest(manifest)?;
-        self.store.write_small(&Self::manifest_key(&manifest.name), bytes).await
+        self.store
+            .write_small(&Self::manifest_key(&manifest.name), bytes)
+            .await
     }
 
     /// Names of every backup directory, sorted.
@@ -103,20 +115,37 @@ impl Repository {
     }
 
     /// The listing view of one backup. `in_progress` says whether a running job owns it.
-    pub async fn describe(&self, backup: &str, in_progress: bool, with_manifest: bool) -> Result<Backup> {
-        let mut view = Backup { name: backup.to_owned(), repository: self.name.clone(), ..Default::default() };
+    pub async fn describe(
+        &self,
+        backup: &str,
+        in_progress: bool,
+        with_manifest: bool,
+    ) -> Result<Backup> {
+        let mut view = Backup {
+            name: backup.to_owned(),
+            repository: self.name.clone(),
+            ..Default::default()
+        };
         match self.read_manifest(backup).await {
             Ok(Some(m)) => {
                 view.state = BackupState::Complete as i32;
                 view.create_time = m.start_time;
-                view.milvus_version = m.source.as_ref().map(|s| s.milvus_version.clone()).unwrap_or_default();
+                view.milvus_version = m
+                    .source
+                    .as_ref()
+                    .map(|s| s.milvus_version.clone())
+                    .unwrap_or_default();
                 view.summary = m.summary;
                 if with_manifest {
                     view.manifest = Some(m);
                 }
             }
             Ok(None) => {
-                view.state = if in_progress { BackupState::InProgress } else { BackupState::Incomplete } as i32;
+                view.state = if in_progress {
+                    BackupState::InProgress
+                } else {
+                    BackupState::Incomplete
+                } as i32;
             }
             Err(e) => {
                 tracing::warn!(backup, error = %e, "unreadable manifest; listing the backup as incomplete");
@@ -129,13 +158,16 @@ impl Repository {
 
 /// Serialises a manifest to its stored JSON form.
 pub fn encode_manifest(manifest: &BackupManifest) -> Result<Vec<u8>> {
-    serde_json::to_vec_pretty(manifest).map_err(|e| Error::Internal(format!("manifest encoding: {e}")))
+    serde_json::to_vec_pretty(manifest)
+        .map_err(|e| Error::Internal(format!("manifest encoding: {e}")))
 }
 
 /// Parses and validates a stored manifest.
 pub fn decode_manifest(backup: &str, bytes: &[u8]) -> Result<BackupManifest> {
-    let m: BackupManifest = serde_json::from_slice(bytes)
-        .map_err(|e| Error::Manifest { name: backup.to_owned(), message: format!("not a valid manifest: {e}") })?;
+    let m: BackupManifest = serde_json::from_slice(bytes).map_err(|e| Error::Manifest {
+        name: backup.to_owned(),
+        message: format!("not a valid manifest: {e}"),
+    })?;
     if m.format_version != FORMAT_VERSION {
         return Err(Error::Manifest {
             name: backup.to_owned(),
@@ -148,7 +180,10 @@ pub fn decode_manifest(backup: &str, bytes: &[u8]) -> Result<BackupManifest> {
     if m.name != backup {
         return Err(Error::Manifest {
             name: backup.to_owned(),
-            message: format!("manifest names backup {:?}, stored under {:?}", m.name, backup),
+            message: format!(
+                "manifest names backup {:?}, stored under {:?}",
+                m.name, backup
+            ),
         });
     }
     Ok(m)
@@ -198,7 +233,8 @@ mod tests {
         let err = decode_manifest("b1", &encode_manifest(&m).expect("encode")).expect_err("v2");
         assert!(err.to_string().contains("format version 2"), "{err}");
         assert!(decode_manifest("b1", b"{not json").is_err());
-        let err = decode_manifest("other", &encode_manifest(&sample()).expect("encode")).expect_err("name");
+        let err = decode_manifest("other", &encode_manifest(&sample()).expect("encode"))
+            .expect_err("name");
         assert!(err.to_string().contains("stored under"), "{err}");
     }
 }

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use milvault_proto::milvault::v1::{
-    BackupManifest, CollectionBackup, CollectionProgress, CollectionReport, JobReport, RestoreBackupSpec,
-    RestoreMethod, SegmentBackup,
+    BackupManifest, CollectionBackup, CollectionProgress, CollectionReport, JobReport,
+    RestoreBackupSpec, RestoreMethod, SegmentBackup,
 };
 use milvault_proto::milvus::common::{ImportState, KeyValuePair};
 use milvault_proto::milvus::milvus as pb;
@@ -23,9 +23,9 @@ use prost::Message;
 use crate::app::Cluster;
 use crate::error::{Error, Result};
 use crate::jobs::JobCtx;
-use crate::milvus::{convert, MilvusClient};
+use crate::milvus::{MilvusClient, convert};
 use crate::repository::Repository;
-use crate::selection::{validate_milvus_name, Filter, DEFAULT_DB};
+use crate::selection::{DEFAULT_DB, Filter, validate_milvus_name};
 use crate::storage::Copied;
 
 /// Where one backed-up collection goes.
@@ -47,7 +47,11 @@ pub fn plan_targets(manifest: &BackupManifest, spec: &RestoreBackupSpec) -> Resu
     let key = |db: &str, c: &str| format!("{db}.{c}");
     let mut renames = BTreeMap::new();
     for (from, to) in &spec.renames {
-        let from = if from.contains('.') { from.clone() } else { key(DEFAULT_DB, from) };
+        let from = if from.contains('.') {
+            from.clone()
+        } else {
+            key(DEFAULT_DB, from)
+        };
         let (to_db, to_name) = match to.split_once('.') {
             Some((d, c)) => (Some(d.to_owned()), c.to_owned()),
             None => (None, to.clone()),
@@ -56,8 +60,15 @@ pub fn plan_targets(manifest: &BackupManifest, spec: &RestoreBackupSpec) -> Resu
         if let Some(d) = &to_db {
             validate_milvus_name("rename target database", d)?;
         }
-        if !manifest.collections.iter().any(|c| key(&c.database, &c.name) == from) {
-            return Err(Error::invalid("rename", format!("{from:?} is not a collection of backup {:?}", manifest.name)));
+        if !manifest
+            .collections
+            .iter()
+            .any(|c| key(&c.database, &c.name) == from)
+        {
+            return Err(Error::invalid(
+                "rename",
+                format!("{from:?} is not a collection of backup {:?}", manifest.name),
+            ));
         }
         renames.insert(from, (to_db, to_name));
     }
@@ -65,8 +76,16 @@ pub fn plan_targets(manifest: &BackupManifest, spec: &RestoreBackupSpec) -> Resu
         validate_milvus_name("database map source", from)?;
         validate_milvus_name("database map target", to)?;
     }
-    if !spec.suffix.is_empty() && !spec.suffix.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(Error::invalid("suffix", format!("{:?} may hold only letters, digits and _", spec.suffix)));
+    if !spec.suffix.is_empty()
+        && !spec
+            .suffix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return Err(Error::invalid(
+            "suffix",
+            format!("{:?} may hold only letters, digits and _", spec.suffix),
+        ));
     }
     let mut targets = Vec::new();
     let mut seen = BTreeSet::new();
@@ -74,7 +93,11 @@ pub fn plan_targets(manifest: &BackupManifest, spec: &RestoreBackupSpec) -> Resu
         if !filter.matches(&c.database, &c.name) {
             continue;
         }
-        let mapped_db = spec.database_map.get(&c.database).cloned().unwrap_or_else(|| c.database.clone());
+        let mapped_db = spec
+            .database_map
+            .get(&c.database)
+            .cloned()
+            .unwrap_or_else(|| c.database.clone());
         let (database, collection) = match renames.get(&key(&c.database, &c.name)) {
             Some((db, name)) => (db.clone().unwrap_or(mapped_db), name.clone()),
             None => (mapped_db, format!("{}{}", c.name, spec.suffix)),
@@ -86,10 +109,18 @@ pub fn plan_targets(manifest: &BackupManifest, spec: &RestoreBackupSpec) -> Resu
                 format!("two collections would be restored into {database}.{collection}"),
             ));
         }
-        targets.push(Target { source: i, database, collection });
+        targets.push(Target {
+            source: i,
+            database,
+            collection,
+        });
     }
     for (db, coll) in filter.exact_names() {
-        if !manifest.collections.iter().any(|c| c.database == db && c.name == coll) {
+        if !manifest
+            .collections
+            .iter()
+            .any(|c| c.database == db && c.name == coll)
+        {
             return Err(Error::CollectionNotFound {
                 place: format!("backup {:?}", manifest.name),
                 database: db,
@@ -98,7 +129,10 @@ pub fn plan_targets(manifest: &BackupManifest, spec: &RestoreBackupSpec) -> Resu
         }
     }
     if targets.is_empty() && !manifest.collections.is_empty() {
-        return Err(Error::invalid("collection filter", "selects no collection of the backup"));
+        return Err(Error::invalid(
+            "collection filter",
+            "selects no collection of the backup",
+        ));
     }
     Ok(targets)
 }
@@ -131,8 +165,16 @@ impl RestoreJob {
         ctx.update(|j| {
             if let Some(p) = j.progress.as_mut() {
                 p.collections_total = self.targets.len() as u32;
-                p.files_total = self.targets.iter().map(|t| file_count(&self.manifest.collections[t.source])).sum();
-                p.bytes_total = self.targets.iter().map(|t| self.manifest.collections[t.source].size_bytes).sum();
+                p.files_total = self
+                    .targets
+                    .iter()
+                    .map(|t| file_count(&self.manifest.collections[t.source]))
+                    .sum();
+                p.bytes_total = self
+                    .targets
+                    .iter()
+                    .map(|t| self.manifest.collections[t.source].size_bytes)
+                    .sum();
                 p.collections = self
                     .targets
                     .iter()
@@ -149,12 +191,26 @@ impl RestoreJob {
             j.report = Some(JobReport::default());
         });
 
-        let staging_root = format!("{}/{}/", self.cluster.config.staging_prefix.trim_matches('/'), ctx.id());
+        let staging_root = format!(
+            "{}/{}/",
+            self.cluster.config.staging_prefix.trim_matches('/'),
+            ctx.id()
+        );
         let mut created: Vec<(String, String)> = Vec::new();
         let result = async {
             for (n, t) in self.targets.iter().enumerate() {
                 ctx.check_cancelled()?;
-                let report = self.restore_one(&ctx, &client, n, t, existing.contains(&n), &staging_root, &mut created).await?;
+                let report = self
+                    .restore_one(
+                        &ctx,
+                        &client,
+                        n,
+                        t,
+                        existing.contains(&n),
+                        &staging_root,
+                        &mut created,
+                    )
+                    .await?;
                 ctx.update(|j| {
                     if let Some(r) = j.report.as_mut() {
                         r.collections.push(report);
@@ -172,13 +228,19 @@ impl RestoreJob {
         .await;
 
         if let Err(e) = self.cluster.store.delete_prefix(&staging_root).await {
-            ctx.warn(format!("could not remove staged files under {staging_root}: {e}")).await;
+            ctx.warn(format!(
+                "could not remove staged files under {staging_root}: {e}"
+            ))
+            .await;
         }
         if let Err(e) = &result {
             for (db, coll) in created.iter().rev() {
                 tracing::warn!(db, coll, error = %e, "dropping a collection this failed restore created");
                 if let Err(drop_err) = client.drop_collection(db, coll).await {
-                    ctx.warn(format!("could not drop partially restored {db}.{coll}: {drop_err}")).await;
+                    ctx.warn(format!(
+                        "could not drop partially restored {db}.{coll}: {drop_err}"
+                    ))
+                    .await;
                 }
             }
         }
@@ -200,7 +262,9 @@ impl RestoreJob {
                     t.database
                 )));
             }
-            if databases.contains(&t.database) && client.has_collection(&t.database, &t.collection).await? {
+            if databases.contains(&t.database)
+                && client.has_collection(&t.database, &t.collection).await?
+            {
                 if !self.spec.drop_existing {
                     return Err(Error::CollectionExists {
                         cluster: self.cluster.name.clone(),
@@ -210,8 +274,15 @@ impl RestoreJob {
                 }
                 existing.insert(n);
             }
-            let partition_key = src.schema.as_ref().is_some_and(|s| s.fields.iter().any(|f| f.is_partition_key));
-            if partition_key && !self.spec.meta_only && src.row_count > 0 && !features.binlog_import_into_partition_key() {
+            let partition_key = src
+                .schema
+                .as_ref()
+                .is_some_and(|s| s.fields.iter().any(|f| f.is_partition_key));
+            if partition_key
+                && !self.spec.meta_only
+                && src.row_count > 0
+                && !features.binlog_import_into_partition_key()
+            {
                 return Err(Error::Unsupported(format!(
                     "{}.{} uses a partition key; Milvus {} cannot import binlogs into partition-key collections, and row-insert restore is not available in this build; restore with meta_only or into Milvus 2.4+",
                     src.database,
@@ -256,7 +327,9 @@ impl RestoreJob {
         };
         if exists {
             client.drop_collection(db, name).await?;
-            report.warnings.push(format!("replaced the existing collection {db}.{name}"));
+            report
+                .warnings
+                .push(format!("replaced the existing collection {db}.{name}"));
         }
         if db != DEFAULT_DB && !client.list_databases().await?.iter().any(|d| d == db) {
             client.create_database(db).await?;
@@ -289,8 +362,12 @@ impl RestoreJob {
             )));
         }
         let mut partition_names = BTreeMap::new();
-        let existing_parts: BTreeSet<String> =
-            client.show_partitions(db, name).await?.into_iter().map(|(p, _)| p).collect();
+        let existing_parts: BTreeSet<String> = client
+            .show_partitions(db, name)
+            .await?
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
         for p in &src.partitions {
             if !partition_key && !existing_parts.contains(&p.name) {
                 client.create_partition(db, name, &p.name).await?;
@@ -308,16 +385,26 @@ impl RestoreJob {
             // (a lazy `map` over borrowed segments trips rustc's lifetime inference).
             let mut imports = Vec::with_capacity(src.segments.len());
             for seg in &src.segments {
-                let partition = partition_names.get(&seg.partition_id).cloned().ok_or_else(|| Error::Manifest {
-                    name: self.manifest.name.clone(),
-                    message: format!("segment {} names unknown partition {}", seg.segment_id, seg.partition_id),
-                })?;
-                imports.push(async move { self.import_segment(ctx, client, n, t, src, seg, &partition, staging_root).await });
+                let partition =
+                    partition_names
+                        .get(&seg.partition_id)
+                        .cloned()
+                        .ok_or_else(|| Error::Manifest {
+                            name: self.manifest.name.clone(),
+                            message: format!(
+                                "segment {} names unknown partition {}",
+                                seg.segment_id, seg.partition_id
+                            ),
+                        })?;
+                imports.push(async move {
+                    self.import_segment(ctx, client, n, t, src, seg, &partition, staging_root)
+                        .await
+                });
             }
             let rows: Vec<i64> = futures::stream::iter(imports)
-            .buffer_unordered(self.import_concurrency)
-            .try_collect()
-            .await?;
+                .buffer_unordered(self.import_concurrency)
+                .try_collect()
+                .await?;
             report.rows = rows.iter().sum();
         }
 
@@ -336,14 +423,22 @@ impl RestoreJob {
                     .await?;
             }
         } else if !src.indexes.is_empty() {
-            report.warnings.push("indexes were not built (skip_indexes)".into());
+            report
+                .warnings
+                .push("indexes were not built (skip_indexes)".into());
         }
 
         for alias in &src.aliases {
             if let Err(e) = client.create_alias(db, name, alias).await {
                 return Err(match e {
-                    Error::Milvus { message, .. } if message.contains("exist") || message.contains("alias") => {
-                        Error::AliasExists { cluster: self.cluster.name.clone(), database: db.to_owned(), alias: alias.clone() }
+                    Error::Milvus { message, .. }
+                        if message.contains("exist") || message.contains("alias") =>
+                    {
+                        Error::AliasExists {
+                            cluster: self.cluster.name.clone(),
+                            database: db.to_owned(),
+                            alias: alias.clone(),
+                        }
                     }
                     other => other,
                 });
@@ -353,7 +448,9 @@ impl RestoreJob {
         if src.loaded && !self.spec.skip_load {
             set_phase("loading");
             if let Err(e) = client.load_collection(db, name).await {
-                report.warnings.push(format!("the collection was loaded at backup time but loading it failed: {e}"));
+                report.warnings.push(format!(
+                    "the collection was loaded at backup time but loading it failed: {e}"
+                ));
             }
         }
         Ok(report)
@@ -373,7 +470,10 @@ impl RestoreJob {
         staging_root: &str,
     ) -> Result<i64> {
         ctx.check_cancelled()?;
-        let group = format!("{}/{}/{}/", src.collection_id, seg.partition_id, seg.segment_id);
+        let group = format!(
+            "{}/{}/{}/",
+            src.collection_id, seg.partition_id, seg.segment_id
+        );
         let seg_stage = format!("{staging_root}{}/", seg.segment_id);
         let insert_dir = format!("{seg_stage}insert_log/{group}");
         let delta_dir = format!("{seg_stage}delta_log/{group}");
@@ -384,9 +484,20 @@ impl RestoreJob {
             .chain(seg.delta_logs.iter().map(|f| (f, &delta_dir, "delta_log/")))
             .map(|(f, dir, kind)| {
                 // source_key is kind/c/p/s/rest; staged as dir(= kind/c/p/s/) + s/ + rest.
-                let rest = f.source_key.strip_prefix(kind).and_then(|r| r.splitn(4, '/').nth(3)).unwrap_or("");
+                let rest = f
+                    .source_key
+                    .strip_prefix(kind)
+                    .and_then(|r| r.splitn(4, '/').nth(3))
+                    .unwrap_or("");
                 let staged = format!("{dir}{}/{rest}", seg.segment_id);
-                (f.path.clone(), staged, Copied { size: f.size_bytes, sha256: f.sha256.clone() })
+                (
+                    f.path.clone(),
+                    staged,
+                    Copied {
+                        size: f.size_bytes,
+                        sha256: f.sha256.clone(),
+                    },
+                )
             })
             .collect();
         let repo = self.repository.store().clone();
@@ -414,10 +525,22 @@ impl RestoreJob {
         .await?;
 
         let root = self.cluster.config.storage.root();
-        let import_path = |dir: &str| if root.is_empty() { dir.to_owned() } else { format!("{root}/{dir}") };
-        let mut options = vec![KeyValuePair { key: "backup".into(), value: "true".into() }];
+        let import_path = |dir: &str| {
+            if root.is_empty() {
+                dir.to_owned()
+            } else {
+                format!("{root}/{dir}")
+            }
+        };
+        let mut options = vec![KeyValuePair {
+            key: "backup".into(),
+            value: "true".into(),
+        }];
         if client.features().import_skips_disk_quota() {
-            options.push(KeyValuePair { key: "skip_disk_quota_check".into(), value: "true".into() });
+            options.push(KeyValuePair {
+                key: "skip_disk_quota_check".into(),
+                value: "true".into(),
+            });
         }
         let req = pb::ImportRequest {
             db_name: t.database.clone(),
@@ -458,7 +581,11 @@ impl RestoreJob {
             ctx.check_cancelled()?;
             let st = client.import_state(task).await?;
             let reason = || {
-                st.infos.iter().find(|kv| kv.key == "failed_reason").map(|kv| kv.value.clone()).unwrap_or_default()
+                st.infos
+                    .iter()
+                    .find(|kv| kv.key == "failed_reason")
+                    .map(|kv| kv.value.clone())
+                    .unwrap_or_default()
             };
             match ImportState::try_from(st.state) {
                 Ok(ImportState::ImportCompleted) => {
@@ -482,7 +609,10 @@ impl RestoreJob {
                 _ => {}
             }
             if tokio::time::Instant::now() > deadline {
-                return Err(fail(format!("task {task} not finished after {}s", timeout.as_secs())));
+                return Err(fail(format!(
+                    "task {task} not finished after {}s",
+                    timeout.as_secs()
+                )));
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
@@ -490,7 +620,10 @@ impl RestoreJob {
 }
 
 fn file_count(c: &CollectionBackup) -> u64 {
-    c.segments.iter().map(|s| (s.insert_logs.len() + s.delta_logs.len()) as u64).sum()
+    c.segments
+        .iter()
+        .map(|s| (s.insert_logs.len() + s.delta_logs.len()) as u64)
+        .sum()
 }
 
 #[cfg(test)]
@@ -498,7 +631,11 @@ mod tests {
     use super::*;
 
     fn manifest() -> BackupManifest {
-        let c = |db: &str, n: &str| CollectionBackup { database: db.into(), name: n.into(), ..Default::default() };
+        let c = |db: &str, n: &str| CollectionBackup {
+            database: db.into(),
+            name: n.into(),
+            ..Default::default()
+        };
         BackupManifest {
             name: "b".into(),
             collections: vec![c("default", "a"), c("default", "b"), c("db1", "a")],
@@ -508,11 +645,17 @@ mod tests {
 
     #[test]
     fn plans_suffix_renames_and_db_map() {
-        let mut spec = RestoreBackupSpec { suffix: "_r".into(), ..Default::default() };
+        let mut spec = RestoreBackupSpec {
+            suffix: "_r".into(),
+            ..Default::default()
+        };
         spec.renames.insert("b".into(), "bee".into());
         spec.database_map.insert("db1".into(), "db2".into());
         let t = plan_targets(&manifest(), &spec).expect("plan");
-        let names: Vec<String> = t.iter().map(|t| format!("{}.{}", t.database, t.collection)).collect();
+        let names: Vec<String> = t
+            .iter()
+            .map(|t| format!("{}.{}", t.database, t.collection))
+            .collect();
         assert_eq!(names, vec!["default.a_r", "default.bee", "db2.a_r"]);
     }
 
@@ -520,13 +663,34 @@ mod tests {
     fn refuses_bad_plans() {
         let mut spec = RestoreBackupSpec::default();
         spec.renames.insert("nope".into(), "x".into());
-        assert_eq!(plan_targets(&manifest(), &spec).expect_err("rename").reason(), "INVALID_ARGUMENT");
+        assert_eq!(
+            plan_targets(&manifest(), &spec)
+                .expect_err("rename")
+                .reason(),
+            "INVALID_ARGUMENT"
+        );
         let mut spec = RestoreBackupSpec::default();
         spec.renames.insert("a".into(), "b".into());
-        assert!(plan_targets(&manifest(), &spec).expect_err("clash").to_string().contains("two collections"));
-        let spec = RestoreBackupSpec { collections: vec!["zzz".into()], ..Default::default() };
-        assert_eq!(plan_targets(&manifest(), &spec).expect_err("missing").reason(), "COLLECTION_NOT_FOUND");
-        let spec = RestoreBackupSpec { suffix: "-x".into(), ..Default::default() };
+        assert!(
+            plan_targets(&manifest(), &spec)
+                .expect_err("clash")
+                .to_string()
+                .contains("two collections")
+        );
+        let spec = RestoreBackupSpec {
+            collections: vec!["zzz".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            plan_targets(&manifest(), &spec)
+                .expect_err("missing")
+                .reason(),
+            "COLLECTION_NOT_FOUND"
+        );
+        let spec = RestoreBackupSpec {
+            suffix: "-x".into(),
+            ..Default::default()
+        };
         assert!(plan_targets(&manifest(), &spec).is_err());
     }
 }

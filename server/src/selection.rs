@@ -11,12 +11,19 @@ pub const DEFAULT_DB: &str = "default";
 /// Checks a backup name: 1–128 characters of `[A-Za-z0-9._-]`, starting with a letter
 /// or digit (it becomes a directory name in every storage backend).
 pub fn validate_backup_name(name: &str) -> Result<()> {
-    let ok_first = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
-    let ok_rest = name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    let ok_first = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric());
+    let ok_rest = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if name.is_empty() || name.len() > 128 || !ok_first || !ok_rest {
         return Err(Error::invalid(
             "backup name",
-            format!("{name:?} must be 1-128 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit"),
+            format!(
+                "{name:?} must be 1-128 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit"
+            ),
         ));
     }
     Ok(())
@@ -25,12 +32,17 @@ pub fn validate_backup_name(name: &str) -> Result<()> {
 /// Checks a Milvus collection, alias or database name: a letter or `_` first, then
 /// letters, digits and `_`, at most 255 characters (Milvus's own rule).
 pub fn validate_milvus_name(what: &'static str, name: &str) -> Result<()> {
-    let ok_first = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    let ok_first = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
     let ok_rest = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !ok_first || !ok_rest || name.len() > 255 {
         return Err(Error::invalid(
             what,
-            format!("{name:?} is not a valid Milvus name (letters, digits and _, not starting with a digit)"),
+            format!(
+                "{name:?} is not a valid Milvus name (letters, digits and _, not starting with a digit)"
+            ),
         ));
     }
     Ok(())
@@ -90,7 +102,11 @@ impl Filter {
 
     /// Whether any pattern could select something in `database`.
     pub fn may_match_database(&self, database: &str) -> bool {
-        self.is_all() || self.patterns.iter().any(|p| p.database.as_deref().is_none_or(|d| d == database))
+        self.is_all()
+            || self
+                .patterns
+                .iter()
+                .any(|p| p.database.as_deref().is_none_or(|d| d == database))
     }
 
     /// Whether `database.collection` is selected.
@@ -141,7 +157,10 @@ mod tests {
         assert!(!mix.matches("db2", "x"));
         assert!(mix.may_match_database("db9"));
         assert!(!f(&["db1.c"]).may_match_database("db2"));
-        assert_eq!(mix.exact_names(), vec![("default".to_string(), "x".to_string())]);
+        assert_eq!(
+            mix.exact_names(),
+            vec![("default".to_string(), "x".to_string())]
+        );
     }
 
     #[test]

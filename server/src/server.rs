@@ -4,8 +4,8 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use milvault_proto::milvault::v1::backup_service_server::BackupServiceServer;
 use milvault_proto::milvault::v1::FILE_DESCRIPTOR_SET;
+use milvault_proto::milvault::v1::backup_service_server::BackupServiceServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
@@ -18,7 +18,10 @@ use crate::error::{Error, Result};
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Binds `config.server.listen` and serves until `shutdown` completes.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     let addr = config.server.listen;
     let listener = TcpListener::bind(addr)
         .await
@@ -28,10 +31,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
 }
 
 /// Serves on an already bound listener.
-pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
-    let local = listener.local_addr().map_err(|e| Error::Internal(e.to_string()))?;
+pub async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let local = listener
+        .local_addr()
+        .map_err(|e| Error::Internal(e.to_string()))?;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter.set_serving::<BackupServiceServer<Api>>().await;
+    health_reporter
+        .set_serving::<BackupServiceServer<Api>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)

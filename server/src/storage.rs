@@ -44,12 +44,26 @@ impl Store {
     pub fn new(name: impl Into<String>, config: &StorageConfig) -> Result<Self> {
         opendal::init_default_registry();
         let name = name.into();
-        let options: Vec<(String, String)> =
-            config.options.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let options: Vec<(String, String)> = config
+            .options
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let op = Operator::via_iter(config.scheme.as_str(), options)
-            .map_err(|e| Error::StorageConfig { owner: name.clone(), message: e.to_string() })?
-            .layer(opendal::layers::RetryLayer::new().with_jitter().with_max_times(4));
-        Ok(Self { name, op, config: config.clone() })
+            .map_err(|e| Error::StorageConfig {
+                owner: name.clone(),
+                message: e.to_string(),
+            })?
+            .layer(
+                opendal::layers::RetryLayer::new()
+                    .with_jitter()
+                    .with_max_times(4),
+            );
+        Ok(Self {
+            name,
+            op,
+            config: config.clone(),
+        })
     }
 
     /// The name used in messages.
@@ -80,7 +94,11 @@ impl Store {
             Err(e) => return Err(self.err("list", prefix, e)),
         };
         let mut out = Vec::new();
-        while let Some(entry) = lister.try_next().await.map_err(|e| self.err("list", prefix, e))? {
+        while let Some(entry) = lister
+            .try_next()
+            .await
+            .map_err(|e| self.err("list", prefix, e))?
+        {
             if entry.metadata().is_dir() || entry.path().ends_with('/') {
                 continue;
             }
@@ -88,7 +106,10 @@ impl Store {
                 0 => self.size(entry.path()).await?,
                 n => n,
             };
-            out.push(Object { key: entry.path().to_owned(), size });
+            out.push(Object {
+                key: entry.path().to_owned(),
+                size,
+            });
         }
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
@@ -112,12 +133,20 @@ impl Store {
 
     /// Size of one object.
     pub async fn size(&self, key: &str) -> Result<u64> {
-        Ok(self.op.stat(key).await.map_err(|e| self.err("stat", key, e))?.content_length())
+        Ok(self
+            .op
+            .stat(key)
+            .await
+            .map_err(|e| self.err("stat", key, e))?
+            .content_length())
     }
 
     /// Whether the object exists.
     pub async fn exists(&self, key: &str) -> Result<bool> {
-        self.op.exists(key).await.map_err(|e| self.err("stat", key, e))
+        self.op
+            .exists(key)
+            .await
+            .map_err(|e| self.err("stat", key, e))
     }
 
     /// Reads a small object whole (manifests, markers).
@@ -131,12 +160,19 @@ impl Store {
 
     /// Writes a small object whole.
     pub async fn write_small(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
-        self.op.write(key, bytes).await.map(|_| ()).map_err(|e| self.err("write", key, e))
+        self.op
+            .write(key, bytes)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err("write", key, e))
     }
 
     /// Deletes one object (missing is fine).
     pub async fn delete(&self, key: &str) -> Result<()> {
-        self.op.delete(key).await.map_err(|e| self.err("delete", key, e))
+        self.op
+            .delete(key)
+            .await
+            .map_err(|e| self.err("delete", key, e))
     }
 
     /// Deletes everything under `prefix`.
@@ -158,10 +194,20 @@ impl Store {
         dst_key: &str,
         expect: Option<&Copied>,
     ) -> Result<Copied> {
-        let reader = self.op.reader(src_key).await.map_err(|e| self.err("read", src_key, e))?;
-        let mut stream =
-            reader.into_bytes_stream(..).await.map_err(|e| self.err("read", src_key, e))?;
-        let mut writer = dst.op.writer(dst_key).await.map_err(|e| dst.err("write", dst_key, e))?;
+        let reader = self
+            .op
+            .reader(src_key)
+            .await
+            .map_err(|e| self.err("read", src_key, e))?;
+        let mut stream = reader
+            .into_bytes_stream(..)
+            .await
+            .map_err(|e| self.err("read", src_key, e))?;
+        let mut writer = dst
+            .op
+            .writer(dst_key)
+            .await
+            .map_err(|e| dst.err("write", dst_key, e))?;
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         while let Some(chunk) = stream.try_next().await.map_err(|e| Error::Storage {
@@ -172,30 +218,44 @@ impl Store {
         })? {
             hasher.update(&chunk);
             size += chunk.len() as u64;
-            writer.write(chunk).await.map_err(|e| dst.err("write", dst_key, e))?;
+            writer
+                .write(chunk)
+                .await
+                .map_err(|e| dst.err("write", dst_key, e))?;
         }
-        writer.close().await.map_err(|e| dst.err("write", dst_key, e))?;
-        let copied = Copied { size, sha256: hex::encode(hasher.finalize()) };
-        if let Some(want) = expect {
-            if want != &copied {
-                // Never leave bytes that do not match the manifest where Milvus could read them.
-                let _ = dst.delete(dst_key).await;
-                return Err(Error::Corrupt {
-                    path: src_key.to_owned(),
-                    message: format!(
-                        "expected {} bytes with SHA-256 {}, read {} bytes with SHA-256 {}",
-                        want.size, want.sha256, copied.size, copied.sha256
-                    ),
-                });
-            }
+        writer
+            .close()
+            .await
+            .map_err(|e| dst.err("write", dst_key, e))?;
+        let copied = Copied {
+            size,
+            sha256: hex::encode(hasher.finalize()),
+        };
+        if let Some(want) = expect.filter(|want| *want != &copied) {
+            // Never leave bytes that do not match the manifest where Milvus could read them.
+            let _ = dst.delete(dst_key).await;
+            return Err(Error::Corrupt {
+                path: src_key.to_owned(),
+                message: format!(
+                    "expected {} bytes with SHA-256 {}, read {} bytes with SHA-256 {}",
+                    want.size, want.sha256, copied.size, copied.sha256
+                ),
+            });
         }
         Ok(copied)
     }
 
     /// Reads an object through, returning its size and SHA-256 without keeping bytes.
     pub async fn hash(&self, key: &str) -> Result<Copied> {
-        let reader = self.op.reader(key).await.map_err(|e| self.err("read", key, e))?;
-        let mut stream = reader.into_bytes_stream(..).await.map_err(|e| self.err("read", key, e))?;
+        let reader = self
+            .op
+            .reader(key)
+            .await
+            .map_err(|e| self.err("read", key, e))?;
+        let mut stream = reader
+            .into_bytes_stream(..)
+            .await
+            .map_err(|e| self.err("read", key, e))?;
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         while let Some(chunk) = stream.try_next().await.map_err(|e| Error::Storage {
@@ -207,7 +267,10 @@ impl Store {
             hasher.update(&chunk);
             size += chunk.len() as u64;
         }
-        Ok(Copied { size, sha256: hex::encode(hasher.finalize()) })
+        Ok(Copied {
+            size,
+            sha256: hex::encode(hasher.finalize()),
+        })
     }
 }
 
@@ -219,7 +282,14 @@ mod tests {
     fn fs_store(dir: &std::path::Path) -> Store {
         let mut options = BTreeMap::new();
         options.insert("root".to_owned(), dir.display().to_string());
-        Store::new("t", &StorageConfig { scheme: "fs".into(), options }).expect("store")
+        Store::new(
+            "t",
+            &StorageConfig {
+                scheme: "fs".into(),
+                options,
+            },
+        )
+        .expect("store")
     }
 
     #[tokio::test]
@@ -228,18 +298,45 @@ mod tests {
         let b = tempfile::tempdir().expect("tmp");
         let src = fs_store(a.path());
         let dst = fs_store(b.path());
-        src.write_small("x/1/f", b"hello".to_vec()).await.expect("write");
-        src.write_small("x/12/f", b"other".to_vec()).await.expect("write");
+        src.write_small("x/1/f", b"hello".to_vec())
+            .await
+            .expect("write");
+        src.write_small("x/12/f", b"other".to_vec())
+            .await
+            .expect("write");
         let listed = src.list_recursive("x/1/").await.expect("list");
-        assert_eq!(listed, vec![Object { key: "x/1/f".into(), size: 5 }]);
+        assert_eq!(
+            listed,
+            vec![Object {
+                key: "x/1/f".into(),
+                size: 5
+            }]
+        );
         let c = src.copy_to("x/1/f", &dst, "y/f", None).await.expect("copy");
         assert_eq!(c.size, 5);
-        assert_eq!(c.sha256, "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
-        assert_eq!(dst.read_small("y/f").await.expect("read"), Some(b"hello".to_vec()));
-        let wrong = Copied { size: 5, sha256: "00".into() };
-        let err = src.copy_to("x/1/f", &dst, "y/g", Some(&wrong)).await.expect_err("corrupt");
+        assert_eq!(
+            c.sha256,
+            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+        assert_eq!(
+            dst.read_small("y/f").await.expect("read"),
+            Some(b"hello".to_vec())
+        );
+        let wrong = Copied {
+            size: 5,
+            sha256: "00".into(),
+        };
+        let err = src
+            .copy_to("x/1/f", &dst, "y/g", Some(&wrong))
+            .await
+            .expect_err("corrupt");
         assert!(matches!(err, Error::Corrupt { .. }));
         assert!(!dst.exists("y/g").await.expect("stat"));
-        assert!(src.list_recursive("nothing/").await.expect("list").is_empty());
+        assert!(
+            src.list_recursive("nothing/")
+                .await
+                .expect("list")
+                .is_empty()
+        );
     }
 }

@@ -4,9 +4,9 @@
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
+use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::EnvFilter;
 
 use crate::config::TelemetryConfig;
 use crate::error::{Error, Result};
@@ -31,7 +31,9 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard> {
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let registry = tracing_subscriber::registry().with(filter).with(fmt);
     let Some(endpoint) = &config.otlp_endpoint else {
-        registry.try_init().map_err(|e| Error::Internal(e.to_string()))?;
+        registry
+            .try_init()
+            .map_err(|e| Error::Internal(e.to_string()))?;
         return Ok(TelemetryGuard { provider: None });
     };
     let exporter = opentelemetry_otlp::SpanExporter::builder()
@@ -41,12 +43,18 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard> {
         .map_err(|e| Error::invalid("telemetry.otlp_endpoint", e.to_string()))?;
     let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
-        .with_resource(opentelemetry_sdk::Resource::builder().with_service_name("milvault-server").build())
+        .with_resource(
+            opentelemetry_sdk::Resource::builder()
+                .with_service_name("milvault-server")
+                .build(),
+        )
         .build();
     let tracer = provider.tracer("milvault-server");
     registry
         .with(tracing_opentelemetry::layer().with_tracer(tracer))
         .try_init()
         .map_err(|e| Error::Internal(e.to_string()))?;
-    Ok(TelemetryGuard { provider: Some(provider) })
+    Ok(TelemetryGuard {
+        provider: Some(provider),
+    })
 }

@@ -7,7 +7,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use milvault_sdk::{pb, Client};
+use milvault_sdk::{Client, pb};
 use milvault_server::app::App;
 use milvault_server::config::Config;
 use tokio::net::TcpListener;
@@ -56,7 +56,12 @@ impl TestEnv {
 
     /// A server configuration with clusters `a` and `b`, a local-folder repository
     /// `local` at `repo_dir`, and an S3 repository `s3` (bucket `s3_repo_bucket`).
-    pub fn config_toml(&self, state_dir: &std::path::Path, repo_dir: &std::path::Path, s3_repo_bucket: &str) -> String {
+    pub fn config_toml(
+        &self,
+        state_dir: &std::path::Path,
+        repo_dir: &std::path::Path,
+        s3_repo_bucket: &str,
+    ) -> String {
         format!(
             r#"
 [server]
@@ -148,7 +153,13 @@ impl TestServer {
                 eprintln!("test server stopped: {e}");
             }
         });
-        Ok(Self { endpoint, dirs, repo_dir, shutdown: Some(tx), handle: Some(handle) })
+        Ok(Self {
+            endpoint,
+            dirs,
+            repo_dir,
+            shutdown: Some(tx),
+            handle: Some(handle),
+        })
     }
 
     /// A connected SDK client.
@@ -194,14 +205,22 @@ pub fn assert_succeeded(job: &pb::Job) {
 pub fn workspace_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();
     // target/<profile>/deps/<test-binary> -> target/<profile>/<name>
-    let dir = exe.parent().and_then(|d| d.parent()).map(PathBuf::from).unwrap_or_default();
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .map(PathBuf::from)
+        .unwrap_or_default();
     dir.join(name)
 }
 
 /// Runs the `milvault` CLI against `endpoint`.
 pub async fn cli(endpoint: &str, args: &[&str]) -> Result<Output> {
     let bin = workspace_bin("milvault");
-    anyhow::ensure!(bin.exists(), "{} not built: run `cargo build --workspace` first", bin.display());
+    anyhow::ensure!(
+        bin.exists(),
+        "{} not built: run `cargo build --workspace` first",
+        bin.display()
+    );
     let out = tokio::process::Command::new(bin)
         .arg("--endpoint")
         .arg(endpoint)

@@ -5,12 +5,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use milvault_proto::milvus::common::{KeyValuePair, LoadState, Status};
 use milvault_proto::milvus::milvus as pb;
 use milvault_proto::milvus::milvus::milvus_service_client::MilvusServiceClient;
 use milvault_proto::milvus::schema::{
-    self as ms, field_data, scalar_field, vector_field, FieldData, ScalarField, VectorField,
+    self as ms, FieldData, ScalarField, VectorField, field_data, scalar_field, vector_field,
 };
 use prost::Message;
 use tonic::transport::{Channel, Endpoint};
@@ -65,7 +65,11 @@ impl Field {
         self
     }
     fn dim(&self) -> usize {
-        self.params.iter().find(|(k, _)| k == "dim").and_then(|(_, v)| v.parse().ok()).unwrap_or(0)
+        self.params
+            .iter()
+            .find(|(k, _)| k == "dim")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0)
     }
 }
 
@@ -77,7 +81,12 @@ pub struct DataClient {
 
 fn ok(op: &str, s: Option<&Status>) -> Result<()> {
     match s {
-        Some(s) if s.code != 0 || s.error_code != 0 => bail!("{op}: {} (code {}, error_code {})", s.reason, s.code, s.error_code),
+        Some(s) if s.code != 0 || s.error_code != 0 => bail!(
+            "{op}: {} (code {}, error_code {})",
+            s.reason,
+            s.code,
+            s.error_code
+        ),
         _ => Ok(()),
     }
 }
@@ -85,9 +94,13 @@ fn ok(op: &str, s: Option<&Status>) -> Result<()> {
 fn req<T>(db: &str, msg: T) -> tonic::Request<T> {
     let mut r = tonic::Request::new(msg);
     // Some 2.3 RPCs (grants) need credentials even with auth off; harmless elsewhere.
-    r.metadata_mut().insert("authorization", "cm9vdDpNaWx2dXM=".parse().expect("static header"));
+    r.metadata_mut().insert(
+        "authorization",
+        "cm9vdDpNaWx2dXM=".parse().expect("static header"),
+    );
     if !db.is_empty() {
-        r.metadata_mut().insert("dbname", db.parse().expect("ascii db name"));
+        r.metadata_mut()
+            .insert("dbname", db.parse().expect("ascii db name"));
     }
     r
 }
@@ -97,51 +110,103 @@ pub struct Lcg(u64);
 
 impl Lcg {
     pub fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407))
+        Self(
+            seed.wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407),
+        )
     }
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         self.0 >> 11
     }
     pub fn f32(&mut self) -> f32 {
-        (self.next() % 1_000_000) as f32 / 1_000_000.0 - 0.5
+        (self.next_u64() % 1_000_000) as f32 / 1_000_000.0 - 0.5
     }
 }
 
 /// Builds the column of `f` for rows `start..start+n`.
 pub fn column(f: &Field, start: i64, n: usize, seed: u64) -> FieldData {
-    let mut rng = Lcg::new(seed ^ (start as u64) ^ f.name.len() as u64 * 7919);
+    let mut rng = Lcg::new(seed ^ (start as u64) ^ (f.name.len() as u64 * 7919));
     let ids = start..start + n as i64;
     let scalar = |d: scalar_field::Data| field_data::Field::Scalars(ScalarField { data: Some(d) });
     let field = match f.dtype {
-        dt::BOOL => scalar(scalar_field::Data::BoolData(ms::BoolArray { data: ids.map(|i| i % 3 == 0).collect() })),
-        dt::INT8 => scalar(scalar_field::Data::IntData(ms::IntArray { data: ids.map(|i| (i % 256 - 128) as i32).collect() })),
-        dt::INT16 => scalar(scalar_field::Data::IntData(ms::IntArray { data: ids.map(|i| (i * 7 % 65536 - 32768) as i32).collect() })),
-        dt::INT32 => scalar(scalar_field::Data::IntData(ms::IntArray { data: ids.map(|i| (i * 104729 % i32::MAX as i64) as i32 - 7).collect() })),
-        dt::INT64 => scalar(scalar_field::Data::LongData(ms::LongArray {
-            data: ids.map(|i| if f.primary { i } else { i * 1_000_000_007 - (1 << 40) }).collect(),
+        dt::BOOL => scalar(scalar_field::Data::BoolData(ms::BoolArray {
+            data: ids.map(|i| i % 3 == 0).collect(),
         })),
-        dt::FLOAT => scalar(scalar_field::Data::FloatData(ms::FloatArray { data: (0..n).map(|_| rng.f32() * 1e3).collect() })),
+        dt::INT8 => scalar(scalar_field::Data::IntData(ms::IntArray {
+            data: ids.map(|i| (i % 256 - 128) as i32).collect(),
+        })),
+        dt::INT16 => scalar(scalar_field::Data::IntData(ms::IntArray {
+            data: ids.map(|i| (i * 7 % 65536 - 32768) as i32).collect(),
+        })),
+        dt::INT32 => scalar(scalar_field::Data::IntData(ms::IntArray {
+            data: ids
+                .map(|i| (i * 104729 % i32::MAX as i64) as i32 - 7)
+                .collect(),
+        })),
+        dt::INT64 => scalar(scalar_field::Data::LongData(ms::LongArray {
+            data: ids
+                .map(|i| {
+                    if f.primary {
+                        i
+                    } else {
+                        i * 1_000_000_007 - (1 << 40)
+                    }
+                })
+                .collect(),
+        })),
+        dt::FLOAT => scalar(scalar_field::Data::FloatData(ms::FloatArray {
+            data: (0..n).map(|_| rng.f32() * 1e3).collect(),
+        })),
         dt::DOUBLE => scalar(scalar_field::Data::DoubleData(ms::DoubleArray {
             data: (0..n).map(|_| rng.f32() as f64 * 1e9 + 0.1).collect(),
         })),
         dt::VARCHAR => scalar(scalar_field::Data::StringData(ms::StringArray {
-            data: ids.map(|i| if f.primary { format!("key-{i:06}") } else { format!("text {i} ünïcödé {}", rng.next() % 1000) }).collect(),
+            data: ids
+                .map(|i| {
+                    if f.primary {
+                        format!("key-{i:06}")
+                    } else {
+                        format!("text {i} ünïcödé {}", rng.next_u64() % 1000)
+                    }
+                })
+                .collect(),
         })),
         dt::JSON => scalar(scalar_field::Data::JsonData(ms::JsonArray {
-            data: ids.map(|i| format!(r#"{{"id":{i},"tags":["a","b{}"],"nested":{{"x":{}}}}}"#, i % 5, i * 3).into_bytes()).collect(),
+            data: ids
+                .map(|i| {
+                    format!(
+                        r#"{{"id":{i},"tags":["a","b{}"],"nested":{{"x":{}}}}}"#,
+                        i % 5,
+                        i * 3
+                    )
+                    .into_bytes()
+                })
+                .collect(),
         })),
         dt::FLOAT_VECTOR => field_data::Field::Vectors(VectorField {
             dim: f.dim() as i64,
-            data: Some(vector_field::Data::FloatVector(ms::FloatArray { data: (0..n * f.dim()).map(|_| rng.f32()).collect() })),
+            data: Some(vector_field::Data::FloatVector(ms::FloatArray {
+                data: (0..n * f.dim()).map(|_| rng.f32()).collect(),
+            })),
         }),
         dt::BINARY_VECTOR => field_data::Field::Vectors(VectorField {
             dim: f.dim() as i64,
-            data: Some(vector_field::Data::BinaryVector((0..n * f.dim() / 8).map(|_| rng.next() as u8).collect())),
+            data: Some(vector_field::Data::BinaryVector(
+                (0..n * f.dim() / 8).map(|_| rng.next_u64() as u8).collect(),
+            )),
         }),
         other => panic!("test data for type {other} not implemented"),
     };
-    FieldData { r#type: f.dtype, field_name: f.name.clone(), field: Some(field), ..Default::default() }
+    FieldData {
+        r#type: f.dtype,
+        field_name: f.name.clone(),
+        field: Some(field),
+        ..Default::default()
+    }
 }
 
 impl DataClient {
@@ -152,7 +217,9 @@ impl DataClient {
             .connect()
             .await
             .with_context(|| format!("connecting to Milvus at {address}"))?;
-        Ok(Self { inner: MilvusServiceClient::new(channel).max_decoding_message_size(256 << 20) })
+        Ok(Self {
+            inner: MilvusServiceClient::new(channel).max_decoding_message_size(256 << 20),
+        })
     }
 
     pub fn raw(&self) -> MilvusServiceClient<Channel> {
@@ -160,11 +227,26 @@ impl DataClient {
     }
 
     pub async fn create_database(&self, db: &str) -> Result<()> {
-        let dbs = self.inner.clone().list_databases(req("", pb::ListDatabasesRequest::default())).await?.into_inner();
+        let dbs = self
+            .inner
+            .clone()
+            .list_databases(req("", pb::ListDatabasesRequest::default()))
+            .await?
+            .into_inner();
         if dbs.db_names.iter().any(|d| d == db) {
             return Ok(());
         }
-        let r = self.inner.clone().create_database(req("", pb::CreateDatabaseRequest { db_name: db.into(), ..Default::default() })).await?;
+        let r = self
+            .inner
+            .clone()
+            .create_database(req(
+                "",
+                pb::CreateDatabaseRequest {
+                    db_name: db.into(),
+                    ..Default::default()
+                },
+            ))
+            .await?;
         ok("CreateDatabase", Some(r.get_ref()))
     }
 
@@ -172,7 +254,14 @@ impl DataClient {
         let r = self
             .inner
             .clone()
-            .drop_collection(req(db, pb::DropCollectionRequest { db_name: db.into(), collection_name: name.into(), ..Default::default() }))
+            .drop_collection(req(
+                db,
+                pb::DropCollectionRequest {
+                    db_name: db.into(),
+                    collection_name: name.into(),
+                    ..Default::default()
+                },
+            ))
             .await?;
         let s = r.into_inner();
         if s.code != 0 && !s.reason.to_lowercase().contains("not") {
@@ -202,7 +291,14 @@ impl DataClient {
                     data_type: f.dtype,
                     is_primary_key: f.primary,
                     auto_id: f.auto_id,
-                    type_params: f.params.iter().map(|(k, v)| KeyValuePair { key: k.clone(), value: v.clone() }).collect(),
+                    type_params: f
+                        .params
+                        .iter()
+                        .map(|(k, v)| KeyValuePair {
+                            key: k.clone(),
+                            value: v.clone(),
+                        })
+                        .collect(),
                     ..Default::default()
                 })
                 .collect(),
@@ -219,7 +315,13 @@ impl DataClient {
                     schema: schema.encode_to_vec(),
                     shards_num: shards,
                     consistency_level: 0,
-                    properties: properties.iter().map(|(k, v)| KeyValuePair { key: (*k).into(), value: (*v).into() }).collect(),
+                    properties: properties
+                        .iter()
+                        .map(|(k, v)| KeyValuePair {
+                            key: (*k).into(),
+                            value: (*v).into(),
+                        })
+                        .collect(),
                     ..Default::default()
                 },
             ))
@@ -233,15 +335,34 @@ impl DataClient {
             .clone()
             .create_partition(req(
                 db,
-                pb::CreatePartitionRequest { db_name: db.into(), collection_name: coll.into(), partition_name: part.into(), ..Default::default() },
+                pb::CreatePartitionRequest {
+                    db_name: db.into(),
+                    collection_name: coll.into(),
+                    partition_name: part.into(),
+                    ..Default::default()
+                },
             ))
             .await?;
         ok("CreatePartition", Some(r.get_ref()))
     }
 
     /// Inserts rows `start..start+n` of every non-auto field (full columns always).
-    pub async fn insert(&self, db: &str, coll: &str, part: &str, fields: &[Field], start: i64, n: usize, seed: u64) -> Result<()> {
-        let cols = fields.iter().filter(|f| !f.auto_id).map(|f| column(f, start, n, seed)).collect();
+    #[allow(clippy::too_many_arguments)]
+    pub async fn insert(
+        &self,
+        db: &str,
+        coll: &str,
+        part: &str,
+        fields: &[Field],
+        start: i64,
+        n: usize,
+        seed: u64,
+    ) -> Result<()> {
+        let cols = fields
+            .iter()
+            .filter(|f| !f.auto_id)
+            .map(|f| column(f, start, n, seed))
+            .collect();
         let r = self
             .inner
             .clone()
@@ -269,7 +390,15 @@ impl DataClient {
         let r = self
             .inner
             .clone()
-            .delete(req(db, pb::DeleteRequest { db_name: db.into(), collection_name: coll.into(), expr: expr.into(), ..Default::default() }))
+            .delete(req(
+                db,
+                pb::DeleteRequest {
+                    db_name: db.into(),
+                    collection_name: coll.into(),
+                    expr: expr.into(),
+                    ..Default::default()
+                },
+            ))
             .await?
             .into_inner();
         ok("Delete", r.status.as_ref())
@@ -280,11 +409,22 @@ impl DataClient {
         let r = self
             .inner
             .clone()
-            .flush(req(db, pb::FlushRequest { db_name: db.into(), collection_names: vec![coll.into()], ..Default::default() }))
+            .flush(req(
+                db,
+                pb::FlushRequest {
+                    db_name: db.into(),
+                    collection_names: vec![coll.into()],
+                    ..Default::default()
+                },
+            ))
             .await?
             .into_inner();
         ok("Flush", r.status.as_ref())?;
-        let segs = r.coll_seg_i_ds.get(coll).map(|l| l.data.clone()).unwrap_or_default();
+        let segs = r
+            .coll_seg_i_ds
+            .get(coll)
+            .map(|l| l.data.clone())
+            .unwrap_or_default();
         let ts = r.coll_flush_ts.get(coll).copied().unwrap_or(0);
         for _ in 0..600 {
             let st = self
@@ -292,7 +432,12 @@ impl DataClient {
                 .clone()
                 .get_flush_state(req(
                     db,
-                    pb::GetFlushStateRequest { segment_i_ds: segs.clone(), flush_ts: ts, db_name: db.into(), collection_name: coll.into() },
+                    pb::GetFlushStateRequest {
+                        segment_i_ds: segs.clone(),
+                        flush_ts: ts,
+                        db_name: db.into(),
+                        collection_name: coll.into(),
+                    },
                 ))
                 .await?
                 .into_inner();
@@ -305,7 +450,14 @@ impl DataClient {
         bail!("flush of {coll} did not finish")
     }
 
-    pub async fn create_index(&self, db: &str, coll: &str, field: &str, index_name: &str, params: &[(&str, &str)]) -> Result<()> {
+    pub async fn create_index(
+        &self,
+        db: &str,
+        coll: &str,
+        field: &str,
+        index_name: &str,
+        params: &[(&str, &str)],
+    ) -> Result<()> {
         let r = self
             .inner
             .clone()
@@ -316,7 +468,13 @@ impl DataClient {
                     collection_name: coll.into(),
                     field_name: field.into(),
                     index_name: index_name.into(),
-                    extra_params: params.iter().map(|(k, v)| KeyValuePair { key: (*k).into(), value: (*v).into() }).collect(),
+                    extra_params: params
+                        .iter()
+                        .map(|(k, v)| KeyValuePair {
+                            key: (*k).into(),
+                            value: (*v).into(),
+                        })
+                        .collect(),
                     ..Default::default()
                 },
             ))
@@ -328,7 +486,14 @@ impl DataClient {
         let r = self
             .inner
             .clone()
-            .load_collection(req(db, pb::LoadCollectionRequest { db_name: db.into(), collection_name: coll.into(), ..Default::default() }))
+            .load_collection(req(
+                db,
+                pb::LoadCollectionRequest {
+                    db_name: db.into(),
+                    collection_name: coll.into(),
+                    ..Default::default()
+                },
+            ))
             .await?;
         ok("LoadCollection", Some(r.get_ref()))?;
         self.wait_loaded(db, coll).await
@@ -338,7 +503,14 @@ impl DataClient {
         let r = self
             .inner
             .clone()
-            .release_collection(req(db, pb::ReleaseCollectionRequest { db_name: db.into(), collection_name: coll.into(), ..Default::default() }))
+            .release_collection(req(
+                db,
+                pb::ReleaseCollectionRequest {
+                    db_name: db.into(),
+                    collection_name: coll.into(),
+                    ..Default::default()
+                },
+            ))
             .await?;
         ok("ReleaseCollection", Some(r.get_ref()))
     }
@@ -347,7 +519,14 @@ impl DataClient {
         let st = self
             .inner
             .clone()
-            .get_load_state(req(db, pb::GetLoadStateRequest { db_name: db.into(), collection_name: coll.into(), ..Default::default() }))
+            .get_load_state(req(
+                db,
+                pb::GetLoadStateRequest {
+                    db_name: db.into(),
+                    collection_name: coll.into(),
+                    ..Default::default()
+                },
+            ))
             .await?
             .into_inner();
         ok("GetLoadState", st.status.as_ref())?;
@@ -368,7 +547,14 @@ impl DataClient {
         let d = self
             .inner
             .clone()
-            .describe_collection(req(db, pb::DescribeCollectionRequest { db_name: db.into(), collection_name: coll.into(), ..Default::default() }))
+            .describe_collection(req(
+                db,
+                pb::DescribeCollectionRequest {
+                    db_name: db.into(),
+                    collection_name: coll.into(),
+                    ..Default::default()
+                },
+            ))
             .await?
             .into_inner();
         ok("DescribeCollection", d.status.as_ref())?;
@@ -379,7 +565,14 @@ impl DataClient {
         let r = self
             .inner
             .clone()
-            .has_collection(req(db, pb::HasCollectionRequest { db_name: db.into(), collection_name: coll.into(), ..Default::default() }))
+            .has_collection(req(
+                db,
+                pb::HasCollectionRequest {
+                    db_name: db.into(),
+                    collection_name: coll.into(),
+                    ..Default::default()
+                },
+            ))
             .await?
             .into_inner();
         ok("HasCollection", r.status.as_ref())?;
@@ -390,7 +583,14 @@ impl DataClient {
         let r = self
             .inner
             .clone()
-            .show_partitions(req(db, pb::ShowPartitionsRequest { db_name: db.into(), collection_name: coll.into(), ..Default::default() }))
+            .show_partitions(req(
+                db,
+                pb::ShowPartitionsRequest {
+                    db_name: db.into(),
+                    collection_name: coll.into(),
+                    ..Default::default()
+                },
+            ))
             .await?
             .into_inner();
         ok("ShowPartitions", r.status.as_ref())?;
@@ -404,20 +604,32 @@ impl DataClient {
         let r = self
             .inner
             .clone()
-            .describe_index(req(db, pb::DescribeIndexRequest { db_name: db.into(), collection_name: coll.into(), ..Default::default() }))
+            .describe_index(req(
+                db,
+                pb::DescribeIndexRequest {
+                    db_name: db.into(),
+                    collection_name: coll.into(),
+                    ..Default::default()
+                },
+            ))
             .await?
             .into_inner();
-        if let Some(s) = &r.status {
-            if s.error_code == 25 || s.reason.contains("not exist") || s.reason.contains("not found") {
-                return Ok(vec![]);
-            }
+        let no_index = |s: &Status| {
+            s.error_code == 25 || s.reason.contains("not exist") || s.reason.contains("not found")
+        };
+        if r.status.as_ref().is_some_and(no_index) {
+            return Ok(vec![]);
         }
         ok("DescribeIndex", r.status.as_ref())?;
         let mut out: Vec<String> = r
             .index_descriptions
             .iter()
             .map(|i| {
-                let mut p: Vec<String> = i.params.iter().map(|kv| format!("{}={}", kv.key, kv.value)).collect();
+                let mut p: Vec<String> = i
+                    .params
+                    .iter()
+                    .map(|kv| format!("{}={}", kv.key, kv.value))
+                    .collect();
                 p.sort();
                 format!("{}/{}: {}", i.field_name, i.index_name, p.join(" "))
             })
@@ -430,9 +642,22 @@ impl DataClient {
     pub async fn dump(&self, db: &str, coll: &str) -> Result<BTreeMap<String, String>> {
         let d = self.describe(db, coll).await?;
         let schema = d.schema.unwrap_or_default();
-        let pk = schema.fields.iter().find(|f| f.is_primary_key).context("no primary key")?;
-        let expr = if pk.data_type == dt::VARCHAR { format!("{} != \"\"", pk.name) } else { format!("{} >= -9223372036854775807", pk.name) };
-        let outputs: Vec<String> = schema.fields.iter().filter(|f| !f.is_dynamic).map(|f| f.name.clone()).collect();
+        let pk = schema
+            .fields
+            .iter()
+            .find(|f| f.is_primary_key)
+            .context("no primary key")?;
+        let expr = if pk.data_type == dt::VARCHAR {
+            format!("{} != \"\"", pk.name)
+        } else {
+            format!("{} >= -9223372036854775807", pk.name)
+        };
+        let outputs: Vec<String> = schema
+            .fields
+            .iter()
+            .filter(|f| !f.is_dynamic)
+            .map(|f| f.name.clone())
+            .collect();
         let mut rows = BTreeMap::new();
         for part in self.partitions(db, coll).await? {
             let r = self
@@ -446,7 +671,10 @@ impl DataClient {
                         expr: expr.clone(),
                         output_fields: outputs.clone(),
                         partition_names: vec![part.clone()],
-                        query_params: vec![KeyValuePair { key: "limit".into(), value: "16384".into() }],
+                        query_params: vec![KeyValuePair {
+                            key: "limit".into(),
+                            value: "16384".into(),
+                        }],
                         consistency_level: 0,
                         ..Default::default()
                     },
@@ -454,13 +682,25 @@ impl DataClient {
                 .await?
                 .into_inner();
             ok("Query", r.status.as_ref())?;
-            let cols: Vec<(String, Vec<String>)> = r.fields_data.iter().map(|f| (f.field_name.clone(), render(f))).collect();
+            let cols: Vec<(String, Vec<String>)> = r
+                .fields_data
+                .iter()
+                .map(|f| (f.field_name.clone(), render(f)))
+                .collect();
             let n = cols.first().map(|c| c.1.len()).unwrap_or(0);
-            let pk_col = cols.iter().find(|c| c.0 == pk.name).context("pk not returned")?;
+            let pk_col = cols
+                .iter()
+                .find(|c| c.0 == pk.name)
+                .context("pk not returned")?;
             for i in 0..n {
                 let mut sorted: Vec<&(String, Vec<String>)> = cols.iter().collect();
                 sorted.sort_by(|a, b| a.0.cmp(&b.0));
-                let row: Vec<String> = sorted.iter().map(|(name, vals)| format!("{name}={}", vals.get(i).cloned().unwrap_or_default())).collect();
+                let row: Vec<String> = sorted
+                    .iter()
+                    .map(|(name, vals)| {
+                        format!("{name}={}", vals.get(i).cloned().unwrap_or_default())
+                    })
+                    .collect();
                 rows.insert(format!("{part}|{}", pk_col.1[i]), row.join(";"));
             }
         }
@@ -476,20 +716,41 @@ pub fn render(f: &FieldData) -> Vec<String> {
             Some(S::BoolData(a)) => a.data.iter().map(|v| v.to_string()).collect(),
             Some(S::IntData(a)) => a.data.iter().map(|v| v.to_string()).collect(),
             Some(S::LongData(a)) => a.data.iter().map(|v| v.to_string()).collect(),
-            Some(S::FloatData(a)) => a.data.iter().map(|v| format!("{:08x}", v.to_bits())).collect(),
-            Some(S::DoubleData(a)) => a.data.iter().map(|v| format!("{:016x}", v.to_bits())).collect(),
+            Some(S::FloatData(a)) => a
+                .data
+                .iter()
+                .map(|v| format!("{:08x}", v.to_bits()))
+                .collect(),
+            Some(S::DoubleData(a)) => a
+                .data
+                .iter()
+                .map(|v| format!("{:016x}", v.to_bits()))
+                .collect(),
             Some(S::StringData(a)) => a.data.iter().map(|v| format!("{v:?}")).collect(),
-            Some(S::JsonData(a)) => a.data.iter().map(|v| String::from_utf8_lossy(v).into_owned()).collect(),
+            Some(S::JsonData(a)) => a
+                .data
+                .iter()
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .collect(),
             Some(S::ArrayData(a)) => a.data.iter().map(|v| format!("{v:?}")).collect(),
             other => vec![format!("{other:?}")],
         },
         Some(field_data::Field::Vectors(v)) => {
             let dim = v.dim.max(1) as usize;
             match &v.data {
-                Some(vector_field::Data::FloatVector(a)) => {
-                    a.data.chunks(dim).map(|c| c.iter().map(|x| format!("{:08x}", x.to_bits())).collect::<Vec<_>>().join(",")).collect()
+                Some(vector_field::Data::FloatVector(a)) => a
+                    .data
+                    .chunks(dim)
+                    .map(|c| {
+                        c.iter()
+                            .map(|x| format!("{:08x}", x.to_bits()))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    })
+                    .collect(),
+                Some(vector_field::Data::BinaryVector(b)) => {
+                    b.chunks(dim / 8).map(hex::encode).collect()
                 }
-                Some(vector_field::Data::BinaryVector(b)) => b.chunks(dim / 8).map(hex::encode).collect(),
                 other => vec![format!("{other:?}")],
             }
         }

@@ -2,10 +2,10 @@
 //! INVALID_ARGUMENT, duplicates ALREADY_EXISTS; failures that need Milvus (an
 //! existing target collection, an unreachable server) fail the job with that code.
 
-use milvault_sdk::{pb, SdkError};
-use milvault_tests::fixtures::{seed, Fixture};
-use milvault_tests::harness::{assert_succeeded, run_job, unique, TestEnv, TestServer};
-use milvault_tests::milvus_data::{dt, DataClient, Field};
+use milvault_sdk::{SdkError, pb};
+use milvault_tests::fixtures::{Fixture, seed};
+use milvault_tests::harness::{TestEnv, TestServer, assert_succeeded, run_job, unique};
+use milvault_tests::milvus_data::{DataClient, Field, dt};
 use tonic::Code;
 
 fn code(r: Result<pb::Job, SdkError>) -> (Code, String) {
@@ -18,7 +18,10 @@ fn code(r: Result<pb::Job, SdkError>) -> (Code, String) {
 fn small(name: &str) -> Fixture {
     Fixture {
         name: name.to_owned(),
-        fields: vec![Field::new("pk", dt::INT64).primary(), Field::new("v", dt::FLOAT_VECTOR).param("dim", 4)],
+        fields: vec![
+            Field::new("pk", dt::INT64).primary(),
+            Field::new("v", dt::FLOAT_VECTOR).param("dim", 4),
+        ],
         batches: vec![("_default".into(), 50)],
         partitions: vec![],
         deletes: vec![],
@@ -65,8 +68,13 @@ async fn bad_requests_get_precise_statuses() -> anyhow::Result<()> {
         other => panic!("{other:?}"),
     }
     let (code_, _) = code(
-        c.restore_backup(pb::RestoreBackupRequest { backup: "missing_backup".into(), cluster: "a".into(), repository: "local".into(), ..Default::default() })
-            .await,
+        c.restore_backup(pb::RestoreBackupRequest {
+            backup: "missing_backup".into(),
+            cluster: "a".into(),
+            repository: "local".into(),
+            ..Default::default()
+        })
+        .await,
     );
     assert_eq!(code_, Code::NotFound);
     let (code_, _) = code(c.delete_backup("missing_backup", "local").await);
@@ -89,19 +97,33 @@ async fn bad_requests_get_precise_statuses() -> anyhow::Result<()> {
 
     // Restoring over the existing source collection without drop_existing.
     let job = c
-        .restore_backup(pb::RestoreBackupRequest { backup: name.clone(), cluster: "a".into(), repository: "local".into(), ..Default::default() })
+        .restore_backup(pb::RestoreBackupRequest {
+            backup: name.clone(),
+            cluster: "a".into(),
+            repository: "local".into(),
+            ..Default::default()
+        })
         .await?;
     let done = run_job(&mut c, job).await?;
     assert_eq!(done.state, pb::JobState::Failed as i32);
     let err = done.error.expect("error");
     assert_eq!(err.code, "ALREADY_EXISTS");
     assert_eq!(err.reason, "COLLECTION_EXISTS");
-    assert!(err.message.contains(&coll) && err.message.contains("drop_existing"), "{}", err.message);
+    assert!(
+        err.message.contains(&coll) && err.message.contains("drop_existing"),
+        "{}",
+        err.message
+    );
     // The failed restore changed nothing: the source still has its rows.
-    assert_eq!(a.partitions("default", &coll).await?, vec!["_default".to_string()]);
+    assert_eq!(
+        a.partitions("default", &coll).await?,
+        vec!["_default".to_string()]
+    );
 
     // A backup of a collection that does not exist.
-    let job = c.create_backup(req(&unique("bk"), "a", "local", &["no_such_collection_x"])).await?;
+    let job = c
+        .create_backup(req(&unique("bk"), "a", "local", &["no_such_collection_x"]))
+        .await?;
     let done = run_job(&mut c, job).await?;
     assert_eq!(done.error.expect("error").code, "NOT_FOUND");
 
@@ -144,16 +166,30 @@ storage = {{ scheme = "fs", root = "{}" }}
     let server = TestServer::start_with(&toml, vec![state, repo]).await?;
     let mut c = server.client().await?;
     // One cluster and one repository: both names may be omitted.
-    let job = c.create_backup(pb::CreateBackupRequest { name: "b1".into(), ..Default::default() }).await?;
+    let job = c
+        .create_backup(pb::CreateBackupRequest {
+            name: "b1".into(),
+            ..Default::default()
+        })
+        .await?;
     let done = run_job(&mut c, job).await?;
     assert_eq!(done.state, pb::JobState::Failed as i32);
     let err = done.error.expect("error");
     assert_eq!(err.code, "UNAVAILABLE");
     assert_eq!(err.reason, "MILVUS_UNAVAILABLE");
-    assert!(err.message.contains("http://127.0.0.1:1"), "{}", err.message);
+    assert!(
+        err.message.contains("http://127.0.0.1:1"),
+        "{}",
+        err.message
+    );
     // The failed backup left no manifest: it is not listed as usable.
     let listed = c.list_backups("").await?;
-    assert!(listed.iter().all(|b| b.state != pb::BackupState::Complete as i32), "{listed:?}");
+    assert!(
+        listed
+            .iter()
+            .all(|b| b.state != pb::BackupState::Complete as i32),
+        "{listed:?}"
+    );
     server.stop().await;
     Ok(())
 }

@@ -8,8 +8,15 @@ fn grpcurl() -> String {
 }
 
 async fn run(args: &[&str]) -> anyhow::Result<(bool, String)> {
-    let out = tokio::process::Command::new(grpcurl()).args(args).output().await?;
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = tokio::process::Command::new(grpcurl())
+        .args(args)
+        .output()
+        .await?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     Ok((out.status.success(), text))
 }
 
@@ -29,17 +36,36 @@ async fn grpcurl_lists_services_and_reads_health() -> anyhow::Result<()> {
     assert!(ok, "{text}");
     assert!(text.contains("SERVING"), "{text}");
 
-    let (ok, text) = run(&["-plaintext", "-d", r#"{"service":"milvault.v1.BackupService"}"#, &addr, "grpc.health.v1.Health/Check"]).await?;
+    let (ok, text) = run(&[
+        "-plaintext",
+        "-d",
+        r#"{"service":"milvault.v1.BackupService"}"#,
+        &addr,
+        "grpc.health.v1.Health/Check",
+    ])
+    .await?;
     assert!(ok, "{text}");
     assert!(text.contains("SERVING"), "{text}");
 
-    let (ok, text) = run(&["-plaintext", &addr, "milvault.v1.BackupService/GetServerInfo"]).await?;
+    let (ok, text) = run(&[
+        "-plaintext",
+        &addr,
+        "milvault.v1.BackupService/GetServerInfo",
+    ])
+    .await?;
     assert!(ok, "{text}");
     assert!(text.contains("\"name\": \"a\""), "{text}");
     assert!(!text.contains("minioadmin"), "secrets leaked: {text}");
 
     // Errors come back as statuses grpcurl can show.
-    let (ok, text) = run(&["-plaintext", "-d", r#"{"name":"bad name"}"#, &addr, "milvault.v1.BackupService/CreateBackup"]).await?;
+    let (ok, text) = run(&[
+        "-plaintext",
+        "-d",
+        r#"{"name":"bad name"}"#,
+        &addr,
+        "milvault.v1.BackupService/CreateBackup",
+    ])
+    .await?;
     assert!(!ok);
     assert!(text.contains("InvalidArgument"), "{text}");
     server.stop().await;

@@ -5,7 +5,7 @@
 
 use milvault_sdk::pb;
 use milvault_tests::fixtures::{compare, seed, standard};
-use milvault_tests::harness::{assert_succeeded, run_job, unique, TestEnv, TestServer};
+use milvault_tests::harness::{TestEnv, TestServer, assert_succeeded, run_job, unique};
 use milvault_tests::milvus_data::DataClient;
 use sha2::{Digest, Sha256};
 
@@ -20,7 +20,12 @@ async fn backup_then_restore_into_another_milvus_and_under_a_suffix() -> anyhow:
         seed(&a, "default", fx, 42).await?;
         // The source really holds what the fixture says, so equal dumps mean something.
         a.load("default", &fx.name).await?;
-        assert_eq!(a.dump("default", &fx.name).await?.len(), fx.expected_rows(), "{}", fx.name);
+        assert_eq!(
+            a.dump("default", &fx.name).await?.len(),
+            fx.expected_rows(),
+            "{}",
+            fx.name
+        );
         if !fx.load {
             a.release("default", &fx.name).await?;
         }
@@ -47,15 +52,35 @@ async fn backup_then_restore_into_another_milvus_and_under_a_suffix() -> anyhow:
     assert_eq!(got.state, pb::BackupState::Complete as i32);
     let manifest = got.manifest.expect("manifest");
     assert_eq!(manifest.collections.len(), fixtures.len());
-    let version = manifest.source.as_ref().map(|s| s.milvus_version.clone()).unwrap_or_default();
+    let version = manifest
+        .source
+        .as_ref()
+        .map(|s| s.milvus_version.clone())
+        .unwrap_or_default();
     assert!(version.starts_with("v2.3.5"), "{version}");
-    let all_types = manifest.collections.iter().find(|c| c.name.ends_with("all_types")).expect("all_types");
-    assert!(all_types.segments.len() >= 3, "expected several segments, got {}", all_types.segments.len());
-    assert!(all_types.segments.iter().any(|s| !s.delta_logs.is_empty()), "delete logs were not backed up");
+    let all_types = manifest
+        .collections
+        .iter()
+        .find(|c| c.name.ends_with("all_types"))
+        .expect("all_types");
+    assert!(
+        all_types.segments.len() >= 3,
+        "expected several segments, got {}",
+        all_types.segments.len()
+    );
+    assert!(
+        all_types.segments.iter().any(|s| !s.delta_logs.is_empty()),
+        "delete logs were not backed up"
+    );
     let mut checked = 0;
     for c in &manifest.collections {
         for s in &c.segments {
-            for f in s.insert_logs.iter().chain(&s.delta_logs).chain(&s.stats_logs) {
+            for f in s
+                .insert_logs
+                .iter()
+                .chain(&s.delta_logs)
+                .chain(&s.stats_logs)
+            {
                 let bytes = std::fs::read(server.repo_dir.join(&f.path))?;
                 assert_eq!(bytes.len() as u64, f.size_bytes, "{}", f.path);
                 assert_eq!(hex::encode(Sha256::digest(&bytes)), f.sha256, "{}", f.path);
@@ -95,7 +120,16 @@ async fn backup_then_restore_into_another_milvus_and_under_a_suffix() -> anyhow:
     let done = run_job(&mut client, job).await?;
     assert_succeeded(&done);
     for fx in &fixtures {
-        compare(&a, "default", &fx.name, &a, "default", &format!("{}_r", fx.name), fx.load).await?;
+        compare(
+            &a,
+            "default",
+            &fx.name,
+            &a,
+            "default",
+            &format!("{}_r", fx.name),
+            fx.load,
+        )
+        .await?;
     }
 
     // Staged files are gone from both clusters' storage.

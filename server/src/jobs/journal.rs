@@ -27,11 +27,17 @@ impl Journal {
     /// Opens (or creates) `<state_dir>/jobs.redb`.
     pub fn open(state_dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(state_dir).map_err(|e| {
-            Error::invalid("server.state_dir", format!("cannot create {}: {e}", state_dir.display()))
+            Error::invalid(
+                "server.state_dir",
+                format!("cannot create {}: {e}", state_dir.display()),
+            )
         })?;
         let path = state_dir.join("jobs.redb");
         let db = Database::create(&path).map_err(|e| {
-            Error::invalid("server.state_dir", format!("cannot open job journal {}: {e}", path.display()))
+            Error::invalid(
+                "server.state_dir",
+                format!("cannot open job journal {}: {e}", path.display()),
+            )
         })?;
         let txn = db.begin_write().map_err(|e| internal("open", e))?;
         txn.open_table(JOBS).map_err(|e| internal("open", e))?;
@@ -48,7 +54,9 @@ impl Journal {
             let (key, value) = item.map_err(|e| internal("read", e))?;
             match Job::decode(value.value()) {
                 Ok(job) => jobs.push(job),
-                Err(e) => tracing::warn!(job = key.value(), error = %e, "skipping an unreadable journal entry"),
+                Err(e) => {
+                    tracing::warn!(job = key.value(), error = %e, "skipping an unreadable journal entry")
+                }
             }
         }
         Ok(jobs)
@@ -59,7 +67,9 @@ impl Journal {
         let txn = self.db.begin_write().map_err(|e| internal("write", e))?;
         {
             let mut table = txn.open_table(JOBS).map_err(|e| internal("write", e))?;
-            table.insert(job.id.as_str(), job.encode_to_vec().as_slice()).map_err(|e| internal("write", e))?;
+            table
+                .insert(job.id.as_str(), job.encode_to_vec().as_slice())
+                .map_err(|e| internal("write", e))?;
         }
         txn.commit().map_err(|e| internal("write", e))
     }

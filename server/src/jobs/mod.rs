@@ -17,8 +17,8 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use milvault_proto::milvault::v1::{job, Job, JobKind, JobState};
-use tokio::sync::{watch, Semaphore};
+use milvault_proto::milvault::v1::{Job, JobKind, JobState, job};
+use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
@@ -58,8 +58,13 @@ pub struct Jobs {
 
 /// The current time as a protobuf timestamp.
 pub fn now() -> pbjson_types::Timestamp {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    pbjson_types::Timestamp { seconds: d.as_secs() as i64, nanos: d.subsec_nanos() as i32 }
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    pbjson_types::Timestamp {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    }
 }
 
 /// Whether a state is final.
@@ -97,8 +102,12 @@ impl Jobs {
         let mut entries = HashMap::new();
         for mut job in journal.load_all()? {
             if !is_terminal(job.state) {
-                let state = JobState::try_from(job.state).map(|s| s.as_str_name()).unwrap_or("UNKNOWN");
-                let err = Error::Interrupted { state: state.trim_start_matches("JOB_STATE_").to_lowercase() };
+                let state = JobState::try_from(job.state)
+                    .map(|s| s.as_str_name())
+                    .unwrap_or("UNKNOWN");
+                let err = Error::Interrupted {
+                    state: state.trim_start_matches("JOB_STATE_").to_lowercase(),
+                };
                 tracing::warn!(job = %job.id, "job was interrupted by a restart; marking it failed");
                 job.state = JobState::Failed as i32;
                 job.error = Some(err.to_job_error());
@@ -106,7 +115,13 @@ impl Jobs {
                 journal.put_blocking(&job)?;
             }
             let (tx, _) = watch::channel(job.clone());
-            entries.insert(job.id.clone(), Entry { tx, cancel: CancellationToken::new() });
+            entries.insert(
+                job.id.clone(),
+                Entry {
+                    tx,
+                    cancel: CancellationToken::new(),
+                },
+            );
         }
         Ok(Self {
             inner: Arc::new(Inner {
@@ -133,7 +148,10 @@ impl Jobs {
         {
             let mut held = lock(&self.inner.locks);
             for want in &new.locks {
-                if held.iter().any(|(_, h)| h.key == want.key && (h.exclusive || want.exclusive)) {
+                if held
+                    .iter()
+                    .any(|(_, h)| h.key == want.key && (h.exclusive || want.exclusive))
+                {
                     return Err(Error::Conflict(want.conflict_message.clone()));
                 }
             }
@@ -159,7 +177,13 @@ impl Jobs {
         }
         let (tx, _) = watch::channel(job.clone());
         let cancel = CancellationToken::new();
-        lock(&self.inner.entries).insert(id.clone(), Entry { tx: tx.clone(), cancel: cancel.clone() });
+        lock(&self.inner.entries).insert(
+            id.clone(),
+            Entry {
+                tx: tx.clone(),
+                cancel: cancel.clone(),
+            },
+        );
 
         let ctx = JobCtx {
             tx,
@@ -220,9 +244,16 @@ impl Jobs {
 
     /// Every job, newest first.
     pub fn list(&self) -> Vec<Job> {
-        let mut jobs: Vec<Job> = lock(&self.inner.entries).values().map(|e| e.tx.borrow().clone()).collect();
+        let mut jobs: Vec<Job> = lock(&self.inner.entries)
+            .values()
+            .map(|e| e.tx.borrow().clone())
+            .collect();
         jobs.sort_by(|a, b| {
-            let key = |j: &Job| j.create_time.map(|t| (t.seconds, t.nanos)).unwrap_or_default();
+            let key = |j: &Job| {
+                j.create_time
+                    .map(|t| (t.seconds, t.nanos))
+                    .unwrap_or_default()
+            };
             key(b).cmp(&key(a)).then_with(|| a.id.cmp(&b.id))
         });
         jobs
@@ -240,7 +271,9 @@ impl Jobs {
     pub async fn cancel(&self, id: &str) -> Result<Job> {
         let (tx, token) = {
             let entries = lock(&self.inner.entries);
-            let e = entries.get(id).ok_or_else(|| Error::JobNotFound(id.to_owned()))?;
+            let e = entries
+                .get(id)
+                .ok_or_else(|| Error::JobNotFound(id.to_owned()))?;
             (e.tx.clone(), e.cancel.clone())
         };
         if !is_terminal(tx.borrow().state) {
@@ -327,7 +360,11 @@ impl JobCtx {
 
     /// Fails with [`Error::Cancelled`] once cancellation was asked.
     pub fn check_cancelled(&self) -> Result<()> {
-        if self.cancel.is_cancelled() { Err(Error::Cancelled) } else { Ok(()) }
+        if self.cancel.is_cancelled() {
+            Err(Error::Cancelled)
+        } else {
+            Ok(())
+        }
     }
 
     /// The cancellation token, for `select!`.
@@ -375,7 +412,11 @@ mod tests {
             backup: "b".into(),
             cluster: String::new(),
             repository: "r".into(),
-            locks: vec![Lock { key: lock_key.into(), exclusive: true, conflict_message: "busy".into() }],
+            locks: vec![Lock {
+                key: lock_key.into(),
+                exclusive: true,
+                conflict_message: "busy".into(),
+            }],
         }
     }
 
@@ -402,11 +443,17 @@ mod tests {
             })
             .await
             .expect("submit");
-        let clash = jobs.submit(new_job("k"), |_ctx| async { Ok(()) }).await.expect_err("conflict");
+        let clash = jobs
+            .submit(new_job("k"), |_ctx| async { Ok(()) })
+            .await
+            .expect_err("conflict");
         assert_eq!(clash.reason(), "JOB_CONFLICT");
         let failing = jobs
             .submit(new_job("other"), |_ctx| async {
-                Err(Error::MilvusUnavailable { address: "http://a:1".into(), detail: "refused".into() })
+                Err(Error::MilvusUnavailable {
+                    address: "http://a:1".into(),
+                    detail: "refused".into(),
+                })
             })
             .await
             .expect("submit");
@@ -445,7 +492,10 @@ mod tests {
             })
             .await
             .expect("submit");
-        let queued = jobs.submit(new_job("b"), |_ctx| async { Ok(()) }).await.expect("submit");
+        let queued = jobs
+            .submit(new_job("b"), |_ctx| async { Ok(()) })
+            .await
+            .expect("submit");
         jobs.cancel(&queued.id).await.expect("cancel");
         let end = wait_terminal(&jobs, &queued.id).await;
         assert_eq!(end.state, JobState::Cancelled as i32);

@@ -95,17 +95,26 @@ impl MilvusClient {
     /// `GetVersion` on servers older than 2.2.9).
     pub async fn connect(cluster: &str, config: &ClusterConfig) -> Result<Self> {
         let address = config.address.clone();
-        let unavailable = |detail: String| Error::MilvusUnavailable { address: address.clone(), detail };
+        let unavailable = |detail: String| Error::MilvusUnavailable {
+            address: address.clone(),
+            detail,
+        };
         let endpoint = Endpoint::from_shared(address.clone())
             .map_err(|e| Error::invalid("cluster address", format!("{address:?}: {e}")))?
             .connect_timeout(Duration::from_secs(config.connect_timeout_secs))
             .tcp_keepalive(Some(Duration::from_secs(30)));
-        let channel = endpoint.connect().await.map_err(|e| unavailable(error_chain(&e)))?;
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| unavailable(error_chain(&e)))?;
         let auth = match (&config.username, &config.password) {
             (Some(u), p) => {
                 let token = base64::engine::general_purpose::STANDARD
                     .encode(format!("{u}:{}", p.as_deref().unwrap_or("")));
-                Some(MetadataValue::try_from(token).map_err(|e| Error::invalid("cluster credentials", e.to_string()))?)
+                Some(
+                    MetadataValue::try_from(token)
+                        .map_err(|e| Error::invalid("cluster credentials", e.to_string()))?,
+                )
             }
             _ => None,
         };
@@ -149,7 +158,11 @@ impl MilvusClient {
         let version = if Version::parse(&version).is_some() {
             version
         } else {
-            let resp = self.call("GetVersion", "", pb::GetVersionRequest {}, |c, r| Box::pin(c.get_version(r))).await?;
+            let resp = self
+                .call("GetVersion", "", pb::GetVersionRequest {}, |c, r| {
+                    Box::pin(c.get_version(r))
+                })
+                .await?;
             resp.version
         };
         let parsed = Version::parse(&version).unwrap_or_default();
@@ -186,10 +199,11 @@ impl MilvusClient {
         if let Some(a) = &self.auth {
             req.metadata_mut().insert("authorization", a.clone());
         }
-        if !db.is_empty() {
-            if let Ok(v) = MetadataValue::try_from(db) {
-                req.metadata_mut().insert("dbname", v);
-            }
+        if let Some(v) = (!db.is_empty())
+            .then(|| MetadataValue::try_from(db).ok())
+            .flatten()
+        {
+            req.metadata_mut().insert("dbname", v);
         }
         req
     }
@@ -199,9 +213,15 @@ impl MilvusClient {
             tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown
                 if s.message().contains("transport") || s.code() != tonic::Code::Unknown =>
             {
-                Error::MilvusUnavailable { address: self.address.clone(), detail: format!("{op}: {}", s.message()) }
+                Error::MilvusUnavailable {
+                    address: self.address.clone(),
+                    detail: format!("{op}: {}", s.message()),
+                }
             }
-            _ => Error::Milvus { operation: op.to_owned(), message: format!("{} ({:?})", s.message(), s.code()) },
+            _ => Error::Milvus {
+                operation: op.to_owned(),
+                message: format!("{} ({:?})", s.message(), s.code()),
+            },
         }
     }
 
@@ -213,11 +233,19 @@ impl MilvusClient {
             &'a mut MilvusServiceClient<Channel>,
             tonic::Request<Req>,
         ) -> std::pin::Pin<
-            Box<dyn std::future::Future<Output = std::result::Result<tonic::Response<Resp>, tonic::Status>> + Send + 'a>,
+            Box<
+                dyn std::future::Future<
+                        Output = std::result::Result<tonic::Response<Resp>, tonic::Status>,
+                    > + Send
+                    + 'a,
+            >,
         >,
     {
         let mut inner = self.inner.clone();
-        let resp = f(&mut inner, self.request(db, msg)).await.map_err(|s| self.rpc_error(op, s))?.into_inner();
+        let resp = f(&mut inner, self.request(db, msg))
+            .await
+            .map_err(|s| self.rpc_error(op, s))?
+            .into_inner();
         check(op, resp.status())?;
         Ok(resp)
     }
@@ -230,15 +258,27 @@ impl MilvusClient {
             return Ok(vec![crate::selection::DEFAULT_DB.to_owned()]);
         }
         let r = self
-            .call("ListDatabases", "", pb::ListDatabasesRequest::default(), |c, r| Box::pin(c.list_databases(r)))
+            .call(
+                "ListDatabases",
+                "",
+                pb::ListDatabasesRequest::default(),
+                |c, r| Box::pin(c.list_databases(r)),
+            )
             .await?;
         Ok(r.db_names)
     }
 
     /// Collection names of one database.
     pub async fn show_collections(&self, db: &str) -> Result<Vec<String>> {
-        let req = pb::ShowCollectionsRequest { db_name: db.to_owned(), ..Default::default() };
-        let r = self.call("ShowCollections", db, req, |c, r| Box::pin(c.show_collections(r))).await?;
+        let req = pb::ShowCollectionsRequest {
+            db_name: db.to_owned(),
+            ..Default::default()
+        };
+        let r = self
+            .call("ShowCollections", db, req, |c, r| {
+                Box::pin(c.show_collections(r))
+            })
+            .await?;
         Ok(r.collection_names)
     }
 
@@ -249,17 +289,29 @@ impl MilvusClient {
             collection_name: name.to_owned(),
             ..Default::default()
         };
-        Ok(self.call("HasCollection", db, req, |c, r| Box::pin(c.has_collection(r))).await?.value)
+        Ok(self
+            .call("HasCollection", db, req, |c, r| {
+                Box::pin(c.has_collection(r))
+            })
+            .await?
+            .value)
     }
 
     /// Full description of a collection.
-    pub async fn describe_collection(&self, db: &str, name: &str) -> Result<pb::DescribeCollectionResponse> {
+    pub async fn describe_collection(
+        &self,
+        db: &str,
+        name: &str,
+    ) -> Result<pb::DescribeCollectionResponse> {
         let req = pb::DescribeCollectionRequest {
             db_name: db.to_owned(),
             collection_name: name.to_owned(),
             ..Default::default()
         };
-        self.call("DescribeCollection", db, req, |c, r| Box::pin(c.describe_collection(r))).await
+        self.call("DescribeCollection", db, req, |c, r| {
+            Box::pin(c.describe_collection(r))
+        })
+        .await
     }
 
     /// Partition names and ids.
@@ -269,19 +321,33 @@ impl MilvusClient {
             collection_name: name.to_owned(),
             ..Default::default()
         };
-        let r = self.call("ShowPartitions", db, req, |c, r| Box::pin(c.show_partitions(r))).await?;
-        Ok(r.partition_names.into_iter().zip(r.partition_i_ds).collect())
+        let r = self
+            .call("ShowPartitions", db, req, |c, r| {
+                Box::pin(c.show_partitions(r))
+            })
+            .await?;
+        Ok(r.partition_names
+            .into_iter()
+            .zip(r.partition_i_ds)
+            .collect())
     }
 
     /// Index definitions; an "index not exist" answer means none.
-    pub async fn describe_indexes(&self, db: &str, name: &str) -> Result<Vec<pb::IndexDescription>> {
+    pub async fn describe_indexes(
+        &self,
+        db: &str,
+        name: &str,
+    ) -> Result<Vec<pb::IndexDescription>> {
         let req = pb::DescribeIndexRequest {
             db_name: db.to_owned(),
             collection_name: name.to_owned(),
             ..Default::default()
         };
         let mut inner = self.inner.clone();
-        let resp = inner.describe_index(self.request(db, req)).await.map_err(|s| self.rpc_error("DescribeIndex", s))?;
+        let resp = inner
+            .describe_index(self.request(db, req))
+            .await
+            .map_err(|s| self.rpc_error("DescribeIndex", s))?;
         let resp = resp.into_inner();
         if let Some(s) = &resp.status {
             // 25 = IndexNotExist on 2.2; newer servers say so in the reason.
@@ -306,7 +372,10 @@ impl MilvusClient {
             collection_name: name.to_owned(),
             ..Default::default()
         };
-        Ok(self.call("ListAliases", db, req, |c, r| Box::pin(c.list_aliases(r))).await?.aliases)
+        Ok(self
+            .call("ListAliases", db, req, |c, r| Box::pin(c.list_aliases(r)))
+            .await?
+            .aliases)
     }
 
     /// Whether the collection is loaded.
@@ -316,12 +385,21 @@ impl MilvusClient {
             collection_name: name.to_owned(),
             ..Default::default()
         };
-        let r = self.call("GetLoadState", db, req, |c, r| Box::pin(c.get_load_state(r))).await?;
-        Ok(r.state == common::LoadState::Loaded as i32 || r.state == common::LoadState::Loading as i32)
+        let r = self
+            .call("GetLoadState", db, req, |c, r| {
+                Box::pin(c.get_load_state(r))
+            })
+            .await?;
+        Ok(r.state == common::LoadState::Loaded as i32
+            || r.state == common::LoadState::Loading as i32)
     }
 
     /// Segments that hold data on storage, as Milvus knows them now.
-    pub async fn persistent_segments(&self, db: &str, name: &str) -> Result<Vec<pb::PersistentSegmentInfo>> {
+    pub async fn persistent_segments(
+        &self,
+        db: &str,
+        name: &str,
+    ) -> Result<Vec<pb::PersistentSegmentInfo>> {
         let req = pb::GetPersistentSegmentInfoRequest {
             db_name: db.to_owned(),
             collection_name: name.to_owned(),
@@ -330,7 +408,12 @@ impl MilvusClient {
         let mut last = None;
         // "segment not found" is transient while compaction or stats tasks run.
         for attempt in 0..10u64 {
-            match self.call("GetPersistentSegmentInfo", db, req.clone(), |c, r| Box::pin(c.get_persistent_segment_info(r))).await {
+            match self
+                .call("GetPersistentSegmentInfo", db, req.clone(), |c, r| {
+                    Box::pin(c.get_persistent_segment_info(r))
+                })
+                .await
+            {
                 Ok(r) => return Ok(r.infos),
                 Err(Error::Milvus { message, operation }) if message.contains("not found") => {
                     last = Some(Error::Milvus { message, operation });
@@ -349,8 +432,14 @@ impl MilvusClient {
             collection_names: vec![name.to_owned()],
             ..Default::default()
         };
-        let r = self.call("Flush", db, req, |c, r| Box::pin(c.flush(r))).await?;
-        let segs = r.coll_seg_i_ds.get(name).map(|l| l.data.clone()).unwrap_or_default();
+        let r = self
+            .call("Flush", db, req, |c, r| Box::pin(c.flush(r)))
+            .await?;
+        let segs = r
+            .coll_seg_i_ds
+            .get(name)
+            .map(|l| l.data.clone())
+            .unwrap_or_default();
         let flush_ts = r.coll_flush_ts.get(name).copied().unwrap_or(0);
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -360,14 +449,21 @@ impl MilvusClient {
                 db_name: db.to_owned(),
                 collection_name: name.to_owned(),
             };
-            let st = self.call("GetFlushState", db, req, |c, r| Box::pin(c.get_flush_state(r))).await?;
+            let st = self
+                .call("GetFlushState", db, req, |c, r| {
+                    Box::pin(c.get_flush_state(r))
+                })
+                .await?;
             if st.flushed {
                 return Ok(flush_ts);
             }
             if tokio::time::Instant::now() > deadline {
                 return Err(Error::Milvus {
                     operation: "Flush".into(),
-                    message: format!("collection {db}.{name} not flushed after {}s", timeout.as_secs()),
+                    message: format!(
+                        "collection {db}.{name} not flushed after {}s",
+                        timeout.as_secs()
+                    ),
                 });
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -378,14 +474,25 @@ impl MilvusClient {
 
     /// Creates a database.
     pub async fn create_database(&self, db: &str) -> Result<()> {
-        let req = pb::CreateDatabaseRequest { db_name: db.to_owned(), ..Default::default() };
-        self.call("CreateDatabase", "", req, |c, r| Box::pin(c.create_database(r))).await.map(|_| ())
+        let req = pb::CreateDatabaseRequest {
+            db_name: db.to_owned(),
+            ..Default::default()
+        };
+        self.call("CreateDatabase", "", req, |c, r| {
+            Box::pin(c.create_database(r))
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Creates a collection from a serialized `CollectionSchema`.
     pub async fn create_collection(&self, req: pb::CreateCollectionRequest) -> Result<()> {
         let db = req.db_name.clone();
-        self.call("CreateCollection", &db, req, |c, r| Box::pin(c.create_collection(r))).await.map(|_| ())
+        self.call("CreateCollection", &db, req, |c, r| {
+            Box::pin(c.create_collection(r))
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Drops a collection.
@@ -395,7 +502,11 @@ impl MilvusClient {
             collection_name: name.to_owned(),
             ..Default::default()
         };
-        self.call("DropCollection", db, req, |c, r| Box::pin(c.drop_collection(r))).await.map(|_| ())
+        self.call("DropCollection", db, req, |c, r| {
+            Box::pin(c.drop_collection(r))
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Creates a partition.
@@ -406,13 +517,19 @@ impl MilvusClient {
             partition_name: partition.to_owned(),
             ..Default::default()
         };
-        self.call("CreatePartition", db, req, |c, r| Box::pin(c.create_partition(r))).await.map(|_| ())
+        self.call("CreatePartition", db, req, |c, r| {
+            Box::pin(c.create_partition(r))
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Creates an index.
     pub async fn create_index(&self, req: pb::CreateIndexRequest) -> Result<()> {
         let db = req.db_name.clone();
-        self.call("CreateIndex", &db, req, |c, r| Box::pin(c.create_index(r))).await.map(|_| ())
+        self.call("CreateIndex", &db, req, |c, r| Box::pin(c.create_index(r)))
+            .await
+            .map(|_| ())
     }
 
     /// Creates an alias.
@@ -423,7 +540,9 @@ impl MilvusClient {
             alias: alias.to_owned(),
             ..Default::default()
         };
-        self.call("CreateAlias", db, req, |c, r| Box::pin(c.create_alias(r))).await.map(|_| ())
+        self.call("CreateAlias", db, req, |c, r| Box::pin(c.create_alias(r)))
+            .await
+            .map(|_| ())
     }
 
     /// Loads a collection (returns once Milvus accepted the request).
@@ -433,19 +552,29 @@ impl MilvusClient {
             collection_name: coll.to_owned(),
             ..Default::default()
         };
-        self.call("LoadCollection", db, req, |c, r| Box::pin(c.load_collection(r))).await.map(|_| ())
+        self.call("LoadCollection", db, req, |c, r| {
+            Box::pin(c.load_collection(r))
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Starts a binlog import; returns the task ids.
     pub async fn import(&self, req: pb::ImportRequest) -> Result<Vec<i64>> {
         let db = req.db_name.clone();
-        Ok(self.call("Import", &db, req, |c, r| Box::pin(c.import(r))).await?.tasks)
+        Ok(self
+            .call("Import", &db, req, |c, r| Box::pin(c.import(r)))
+            .await?
+            .tasks)
     }
 
     /// State of one import task.
     pub async fn import_state(&self, task: i64) -> Result<pb::GetImportStateResponse> {
         let req = pb::GetImportStateRequest { task };
-        self.call("GetImportState", "", req, |c, r| Box::pin(c.get_import_state(r))).await
+        self.call("GetImportState", "", req, |c, r| {
+            Box::pin(c.get_import_state(r))
+        })
+        .await
     }
 }
 
@@ -457,7 +586,10 @@ pub fn check(op: &str, status: Option<&Status>) -> Result<()> {
     let s = status.cloned().unwrap_or_default();
     Err(Error::Milvus {
         operation: op.to_owned(),
-        message: format!("{} (code {}, error_code {})", s.reason, s.code, s.error_code),
+        message: format!(
+            "{} (code {}, error_code {})",
+            s.reason, s.code, s.error_code
+        ),
     })
 }
 

@@ -7,12 +7,24 @@ use milvault_proto::milvus::schema as ms;
 
 /// Milvus key/value pairs → manifest pairs (order kept).
 pub fn kvs_from(pairs: &[KeyValuePair]) -> Vec<mv::KeyValue> {
-    pairs.iter().map(|p| mv::KeyValue { key: p.key.clone(), value: p.value.clone() }).collect()
+    pairs
+        .iter()
+        .map(|p| mv::KeyValue {
+            key: p.key.clone(),
+            value: p.value.clone(),
+        })
+        .collect()
 }
 
 /// Manifest pairs → Milvus pairs.
 pub fn kvs_to(pairs: &[mv::KeyValue]) -> Vec<KeyValuePair> {
-    pairs.iter().map(|p| KeyValuePair { key: p.key.clone(), value: p.value.clone() }).collect()
+    pairs
+        .iter()
+        .map(|p| KeyValuePair {
+            key: p.key.clone(),
+            value: p.value.clone(),
+        })
+        .collect()
 }
 
 /// Milvus consistency level (Strong = 0 ...) → manifest (Strong = 1 ...).
@@ -26,8 +38,8 @@ pub fn consistency_to(level: i32) -> i32 {
 }
 
 fn default_from(v: &ms::ValueField) -> Option<mv::DefaultValue> {
-    use mv::default_value::Value as D;
     use ms::value_field::Data as M;
+    use mv::default_value::Value as D;
     let value = match v.data.as_ref()? {
         M::BoolData(b) => D::BoolValue(*b),
         M::IntData(i) => D::IntValue(*i),
@@ -43,8 +55,8 @@ fn default_from(v: &ms::ValueField) -> Option<mv::DefaultValue> {
 }
 
 fn default_to(v: &mv::DefaultValue) -> Option<ms::ValueField> {
-    use mv::default_value::Value as D;
     use ms::value_field::Data as M;
+    use mv::default_value::Value as D;
     let data = match v.value.as_ref()? {
         D::BoolValue(b) => M::BoolData(*b),
         D::IntValue(i) => M::IntData(*i),
@@ -130,7 +142,11 @@ pub fn schema_to(s: &mv::CollectionSchema, name: &str) -> ms::CollectionSchema {
 
 /// Field ids of a schema by name, for comparing a created collection with the backup.
 pub fn field_ids(s: &mv::CollectionSchema) -> Vec<(String, i64)> {
-    let mut v: Vec<(String, i64)> = s.fields.iter().map(|f| (f.name.clone(), f.field_id)).collect();
+    let mut v: Vec<(String, i64)> = s
+        .fields
+        .iter()
+        .map(|f| (f.name.clone(), f.field_id))
+        .collect();
     v.sort();
     v
 }
@@ -152,17 +168,28 @@ mod tests {
                     name: "pk".into(),
                     is_primary_key: true,
                     data_type: 21,
-                    type_params: vec![KeyValuePair { key: "max_length".into(), value: "64".into() }],
+                    type_params: vec![KeyValuePair {
+                        key: "max_length".into(),
+                        value: "64".into(),
+                    }],
                     ..Default::default()
                 },
                 ms::FieldSchema {
                     field_id: 101,
                     name: "n".into(),
                     data_type: 5,
-                    default_value: Some(ms::ValueField { data: Some(ms::value_field::Data::LongData(7)) }),
+                    default_value: Some(ms::ValueField {
+                        data: Some(ms::value_field::Data::LongData(7)),
+                    }),
                     ..Default::default()
                 },
-                ms::FieldSchema { field_id: 102, name: "$meta".into(), data_type: 23, is_dynamic: true, ..Default::default() },
+                ms::FieldSchema {
+                    field_id: 102,
+                    name: "$meta".into(),
+                    data_type: 23,
+                    is_dynamic: true,
+                    ..Default::default()
+                },
             ],
             ..Default::default()
         };

@@ -20,7 +20,11 @@ pub struct Version {
 impl Version {
     /// Builds a version.
     pub const fn new(major: u32, minor: u32, patch: u32) -> Self {
-        Self { major, minor, patch }
+        Self {
+            major,
+            minor,
+            patch,
+        }
     }
 
     /// Parses `v2.3.5`, `2.3.5`, `v2.4.0-rc.1`, `2.6.8-dev`, ...
@@ -31,7 +35,11 @@ impl Version {
         let major = parts.next()?.ok()?;
         let minor = parts.next().unwrap_or(Ok(0)).ok()?;
         let patch = parts.next().unwrap_or(Ok(0)).ok()?;
-        Some(Self { major, minor, patch })
+        Some(Self {
+            major,
+            minor,
+            patch,
+        })
     }
 }
 

@@ -28,7 +28,9 @@ fn pause_url(base: &str, mode: GcPause, collection_id: i64) -> String {
         GcPause::Ticketed => format!(
             "{base}/management/datacoord/garbage_collection/pause?pause_seconds={PAUSE_SECS}&collection_id={collection_id}"
         ),
-        _ => format!("{base}/management/datacoord/garbage_collection/pause?pause_seconds={PAUSE_SECS}"),
+        _ => format!(
+            "{base}/management/datacoord/garbage_collection/pause?pause_seconds={PAUSE_SECS}"
+        ),
     }
 }
 
@@ -48,7 +50,11 @@ async fn pause_once(http: &reqwest::Client, url: &str) -> Result<Option<String>,
 impl GcPauseGuard {
     /// Pauses GC (for `collection_id` where the server pauses per collection).
     /// `Err` carries a sentence for the job's warnings.
-    pub async fn pause(management: Option<&str>, mode: GcPause, collection_id: i64) -> Result<Self, String> {
+    pub async fn pause(
+        management: Option<&str>,
+        mode: GcPause,
+        collection_id: i64,
+    ) -> Result<Self, String> {
         let Some(base) = management.map(|m| m.trim_end_matches('/').to_owned()) else {
             return Err("no management address configured for the cluster: garbage collection was not paused; files were verified instead".into());
         };
@@ -60,9 +66,11 @@ impl GcPauseGuard {
             .build()
             .map_err(|e| e.to_string())?;
         let url = pause_url(&base, mode, collection_id);
-        let ticket = pause_once(&http, &url)
-            .await
-            .map_err(|e| format!("pausing garbage collection at {base} failed ({e}); continuing without the pause"))?;
+        let ticket = pause_once(&http, &url).await.map_err(|e| {
+            format!(
+                "pausing garbage collection at {base} failed ({e}); continuing without the pause"
+            )
+        })?;
         let renew_http = http.clone();
         let renewer = tokio::spawn(async move {
             loop {
@@ -72,7 +80,12 @@ impl GcPauseGuard {
                 }
             }
         });
-        Ok(Self { base, ticket, renewer: Some(renewer), http })
+        Ok(Self {
+            base,
+            ticket,
+            renewer: Some(renewer),
+            http,
+        })
     }
 
     /// Resumes GC. Failures are logged: the pause expires by itself.
@@ -81,10 +94,22 @@ impl GcPauseGuard {
             r.abort();
         }
         let url = match &self.ticket {
-            Some(t) => format!("{}/management/datacoord/garbage_collection/resume?ticket={t}", self.base),
-            None => format!("{}/management/datacoord/garbage_collection/resume", self.base),
+            Some(t) => format!(
+                "{}/management/datacoord/garbage_collection/resume?ticket={t}",
+                self.base
+            ),
+            None => format!(
+                "{}/management/datacoord/garbage_collection/resume",
+                self.base
+            ),
         };
-        if let Err(e) = self.http.get(&url).send().await.and_then(|r| r.error_for_status()) {
+        if let Err(e) = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+        {
             tracing::warn!(error = %e, "resuming GC failed; the pause will expire by itself");
         }
     }

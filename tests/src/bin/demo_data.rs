@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use milvault_tests::fixtures::{seed, standard};
 use milvault_tests::milvus_data::DataClient;
 
@@ -19,12 +19,9 @@ type Snapshot = BTreeMap<String, BTreeMap<String, String>>;
 async fn dump_all(c: &DataClient, prefix: &str) -> Result<Snapshot> {
     let mut out = BTreeMap::new();
     for fx in standard(prefix) {
-        c.load(
-            "default",
-            &fx.name,
-        )
-        .await
-        .with_context(|| format!("loading {}", fx.name))?;
+        c.load("default", &fx.name)
+            .await
+            .with_context(|| format!("loading {}", fx.name))?;
         out.insert(fx.name.clone(), c.dump("default", &fx.name).await?);
     }
     Ok(out)
@@ -43,12 +40,19 @@ async fn main() -> Result<()> {
             for fx in standard(prefix) {
                 seed(&client, "default", &fx, 7).await?;
                 let rows: usize = fx.batches.iter().map(|b| b.1).sum();
-                println!("seeded {} ({} rows inserted, {} delete expressions)", fx.name, rows, fx.deletes.len());
+                println!(
+                    "seeded {} ({} rows inserted, {} delete expressions)",
+                    fx.name,
+                    rows,
+                    fx.deletes.len()
+                );
             }
         }
         "drop" => {
             for fx in standard(prefix) {
-                client.drop_collection_if_exists("default", &fx.name).await?;
+                client
+                    .drop_collection_if_exists("default", &fx.name)
+                    .await?;
                 println!("dropped {}", fx.name);
             }
         }
@@ -68,7 +72,12 @@ async fn main() -> Result<()> {
             for (name, rows) in &want {
                 let back = got.get(name).cloned().unwrap_or_default();
                 let same = rows == &back;
-                println!("{name}: {} rows before, {} rows after: {}", rows.len(), back.len(), if same { "identical" } else { "DIFFERENT" });
+                println!(
+                    "{name}: {} rows before, {} rows after: {}",
+                    rows.len(),
+                    back.len(),
+                    if same { "identical" } else { "DIFFERENT" }
+                );
                 if !same {
                     bad += 1;
                 }

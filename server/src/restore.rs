@@ -183,7 +183,7 @@ impl RestoreJob {
                         collection: t.collection.clone(),
                         phase: "pending".into(),
                         files_total: file_count(&self.manifest.collections[t.source]),
-                        bytes_total: self.manifest.collections[t.source].size_bytes,
+                        bytes_total: staged_bytes(&self.manifest.collections[t.source]),
                         ..Default::default()
                     })
                     .collect();
@@ -619,6 +619,12 @@ impl RestoreJob {
     }
 }
 
+/// Bytes a restore stages: insert and delta logs (stats logs are rebuilt by Milvus).
+fn staged_bytes(c: &CollectionBackup) -> u64 {
+    c.segments.iter().flat_map(|s| s.insert_logs.iter().chain(&s.delta_logs)).map(|f| f.size_bytes).sum()
+}
+
+/// Files a restore stages.
 fn file_count(c: &CollectionBackup) -> u64 {
     c.segments
         .iter()

@@ -85,6 +85,23 @@ impl BackupJob {
             backup_ts = backup_ts.max(ts);
         }
 
+        let rbac = if self.spec.include_rbac {
+            ctx.phase("reading users, roles and grants").await;
+            let all_dbs = client.list_databases().await?;
+            let rbac = crate::rbac::export(&client, &all_dbs).await?;
+            if rbac.passwords_missing {
+                ctx.warn(format!(
+                    "Milvus {} cannot export passwords: {} users are backed up without them; a restore gives new users a random password to reset",
+                    client.version_text(),
+                    rbac.users.len()
+                ))
+                .await;
+            }
+            Some(rbac)
+        } else {
+            None
+        };
+
         let mut pauses = Vec::new();
         let mode = client.features().gc_pause();
         let mgmt = self.cluster.config.management.as_deref();
@@ -135,7 +152,7 @@ impl BackupJob {
             backup_ts,
             databases,
             collections,
-            rbac: None,
+            rbac: rbac.clone(),
             summary: Some(summary),
             filters: self.spec.collections.clone(),
             warnings: ctx.snapshot().warnings,
@@ -155,7 +172,12 @@ impl BackupJob {
                         ..Default::default()
                     })
                     .collect(),
-                rbac: None,
+                rbac: rbac.map(|r| milvault_proto::milvault::v1::RbacReport {
+                    users: r.users.len() as u32,
+                    roles: r.roles.len() as u32,
+                    grants: r.grants.len() as u32,
+                    users_needing_password_reset: Vec::new(),
+                }),
             })
         });
         Ok(())

@@ -9,6 +9,7 @@
 //! - [`repository`] — the backup layout and manifest contract.
 //! - [`selection`] — backup names and collection filters.
 //! - [`milvus`] — the Milvus client, version gates, GC pause, schema conversion.
+//! - [`rbac`] — users, roles and grants out of and into Milvus.
 //! - [`jobs`] — background jobs, their watch channels and journal.
 //! - [`backup`], [`restore`], [`delete`] — the three kinds of job.
 //! - [`api`] — the tonic edge: validate, start or read, map errors.
@@ -23,6 +24,7 @@ pub mod delete;
 pub mod error;
 pub mod jobs;
 pub mod milvus;
+pub mod rbac;
 pub mod repository;
 pub mod restore;
 pub mod selection;

@@ -223,6 +223,34 @@ impl RestoreJob {
                     }
                 });
             }
+            if let Some(rbac) = self
+                .manifest
+                .rbac
+                .as_ref()
+                .filter(|_| self.spec.restore_rbac)
+            {
+                ctx.phase("restoring users, roles and grants").await;
+                let map = |db: &str| {
+                    self.spec
+                        .database_map
+                        .get(db)
+                        .cloned()
+                        .unwrap_or_else(|| db.to_owned())
+                };
+                let report = crate::rbac::import(&client, rbac, map).await?;
+                if !report.users_needing_password_reset.is_empty() {
+                    ctx.warn(format!(
+                        "users created with a random password that an administrator must reset: {}",
+                        report.users_needing_password_reset.join(", ")
+                    ))
+                    .await;
+                }
+                ctx.update(|j| {
+                    if let Some(r) = j.report.as_mut() {
+                        r.rbac = Some(report);
+                    }
+                });
+            }
             Ok::<_, Error>(())
         }
         .await;
@@ -326,6 +354,9 @@ impl RestoreJob {
             ..Default::default()
         };
         if exists {
+            for alias in client.list_aliases(db, name).await? {
+                client.drop_alias(db, &alias).await?;
+            }
             client.drop_collection(db, name).await?;
             report
                 .warnings
@@ -621,7 +652,11 @@ impl RestoreJob {
 
 /// Bytes a restore stages: insert and delta logs (stats logs are rebuilt by Milvus).
 fn staged_bytes(c: &CollectionBackup) -> u64 {
-    c.segments.iter().flat_map(|s| s.insert_logs.iter().chain(&s.delta_logs)).map(|f| f.size_bytes).sum()
+    c.segments
+        .iter()
+        .flat_map(|s| s.insert_logs.iter().chain(&s.delta_logs))
+        .map(|f| f.size_bytes)
+        .sum()
 }
 
 /// Files a restore stages.

@@ -62,6 +62,7 @@ has_status!(
     pb::SelectGrantResponse,
     pb::ListCredUsersResponse,
     pb::AllocTimestampResponse,
+    pb::DescribeAliasResponse,
 );
 
 /// Whether a Milvus status means success.
@@ -541,6 +542,39 @@ impl MilvusClient {
             ..Default::default()
         };
         self.call("CreateAlias", db, req, |c, r| Box::pin(c.create_alias(r)))
+            .await
+            .map(|_| ())
+    }
+
+    /// The collection an alias points at, if the alias exists (2.3+).
+    pub async fn describe_alias(&self, db: &str, alias: &str) -> Result<Option<String>> {
+        let req = pb::DescribeAliasRequest {
+            db_name: db.to_owned(),
+            alias: alias.to_owned(),
+            ..Default::default()
+        };
+        match self
+            .call("DescribeAlias", db, req, |c, r| {
+                Box::pin(c.describe_alias(r))
+            })
+            .await
+        {
+            Ok(r) => Ok(Some(r.collection)),
+            Err(Error::Milvus { message, .. }) if message.to_lowercase().contains("not") => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Drops an alias.
+    pub async fn drop_alias(&self, db: &str, alias: &str) -> Result<()> {
+        let req = pb::DropAliasRequest {
+            db_name: db.to_owned(),
+            alias: alias.to_owned(),
+            ..Default::default()
+        };
+        self.call("DropAlias", db, req, |c, r| Box::pin(c.drop_alias(r)))
             .await
             .map(|_| ())
     }

@@ -11,7 +11,8 @@
 //! - [`milvus`] — the Milvus client, version gates, GC pause, schema conversion.
 //! - [`rbac`] — users, roles and grants out of and into Milvus.
 //! - [`jobs`] — background jobs, their watch channels and journal.
-//! - [`backup`], [`restore`], [`delete`] — the three kinds of job.
+//! - [`backup`], [`restore`], [`delete`] — the three kinds of job; [`row_copy`] —
+//!   query-and-insert restore for partition-key collections on Milvus < 2.4.
 //! - [`api`] — the tonic edge: validate, start or read, map errors.
 //! - [`app`] — shared state and name resolution; [`server`] — wiring and `run`.
 //! - [`telemetry`] — logs and OpenTelemetry traces.
@@ -27,6 +28,7 @@ pub mod milvus;
 pub mod rbac;
 pub mod repository;
 pub mod restore;
+pub mod row_copy;
 pub mod selection;
 pub mod server;
 pub mod storage;

@@ -302,21 +302,19 @@ impl RestoreJob {
                 }
                 existing.insert(n);
             }
-            let partition_key = src
-                .schema
-                .as_ref()
-                .is_some_and(|s| s.fields.iter().any(|f| f.is_partition_key));
-            if partition_key
-                && !self.spec.meta_only
-                && src.row_count > 0
-                && !features.binlog_import_into_partition_key()
-            {
-                return Err(Error::Unsupported(format!(
-                    "{}.{} uses a partition key; Milvus {} cannot import binlogs into partition-key collections, and row-insert restore is not available in this build; restore with meta_only or into Milvus 2.4+",
-                    src.database,
-                    src.name,
-                    client.version_text()
-                )));
+            if features.supports_list_aliases() {
+                for alias in &src.aliases {
+                    match client.describe_alias(&t.database, alias).await? {
+                        Some(owner) if owner != t.collection => {
+                            return Err(Error::AliasExists {
+                                cluster: self.cluster.name.clone(),
+                                database: t.database.clone(),
+                                alias: format!("{alias} (points at {owner})"),
+                            });
+                        }
+                        _ => {}
+                    }
+                }
             }
         }
         Ok(existing)
@@ -406,37 +404,51 @@ impl RestoreJob {
             partition_names.insert(p.partition_id, p.name.clone());
         }
 
+        let row_insert = partition_key && !client.features().binlog_import_into_partition_key();
         if self.spec.meta_only {
             report.method = RestoreMethod::MetaOnly as i32;
+        } else if row_insert {
+            set_phase("importing into a temporary twin");
+            ctx.phase(&format!("importing {db}.{name} (row insert)"))
+                .await;
+            report.method = RestoreMethod::RowInsert as i32;
+            report.warnings.push(format!(
+                "Milvus {} cannot import binlogs into a partition-key collection: rows were imported into a temporary twin and inserted",
+                client.version_text()
+            ));
+            if schema.fields.iter().any(|f| f.is_primary_key && f.auto_id) {
+                report
+                    .warnings
+                    .push("auto-id primary keys were reassigned by the row insert".into());
+            }
+            let tmp = Target {
+                source: t.source,
+                database: db.to_owned(),
+                collection: format!(
+                    "{name}_milvault_tmp_{}",
+                    ctx.id().replace('-', "").get(..8).unwrap_or("0")
+                ),
+            };
+            let outcome = self
+                .restore_via_twin(ctx, client, n, &tmp, src, schema, staging_root)
+                .await;
+            if let Err(e) = client.drop_collection(db, &tmp.collection).await {
+                report.warnings.push(format!(
+                    "could not drop the temporary collection {}: {e}",
+                    tmp.collection
+                ));
+            }
+            report.rows = outcome?;
+            client
+                .flush_and_wait(db, name, Duration::from_secs(600))
+                .await?;
         } else {
             set_phase("importing");
             ctx.phase(&format!("importing {db}.{name}")).await;
             report.method = RestoreMethod::BinlogImport as i32;
-            // Collected first: a concrete Vec of futures keeps the job future `Send`
-            // (a lazy `map` over borrowed segments trips rustc's lifetime inference).
-            let mut imports = Vec::with_capacity(src.segments.len());
-            for seg in &src.segments {
-                let partition =
-                    partition_names
-                        .get(&seg.partition_id)
-                        .cloned()
-                        .ok_or_else(|| Error::Manifest {
-                            name: self.manifest.name.clone(),
-                            message: format!(
-                                "segment {} names unknown partition {}",
-                                seg.segment_id, seg.partition_id
-                            ),
-                        })?;
-                imports.push(async move {
-                    self.import_segment(ctx, client, n, t, src, seg, &partition, staging_root)
-                        .await
-                });
-            }
-            let rows: Vec<i64> = futures::stream::iter(imports)
-                .buffer_unordered(self.import_concurrency)
-                .try_collect()
+            report.rows = self
+                .import_all(ctx, client, n, t, src, &partition_names, staging_root)
                 .await?;
-            report.rows = rows.iter().sum();
         }
 
         if !self.spec.skip_indexes {
@@ -485,6 +497,121 @@ impl RestoreJob {
             }
         }
         Ok(report)
+    }
+
+    /// Imports every segment of `src` into `t`, each into its original partition
+    /// (or `_default` when `partition_names` is empty); returns the rows imported.
+    #[allow(clippy::too_many_arguments)]
+    async fn import_all(
+        &self,
+        ctx: &JobCtx,
+        client: &MilvusClient,
+        n: usize,
+        t: &Target,
+        src: &CollectionBackup,
+        partition_names: &BTreeMap<i64, String>,
+        staging_root: &str,
+    ) -> Result<i64> {
+        // Collected first: a concrete Vec of futures keeps the job future `Send`
+        // (a lazy `map` over borrowed segments trips rustc's lifetime inference).
+        let mut imports = Vec::with_capacity(src.segments.len());
+        for seg in &src.segments {
+            let partition = if partition_names.is_empty() {
+                "_default".to_owned()
+            } else {
+                partition_names
+                    .get(&seg.partition_id)
+                    .cloned()
+                    .ok_or_else(|| Error::Manifest {
+                        name: self.manifest.name.clone(),
+                        message: format!(
+                            "segment {} names unknown partition {}",
+                            seg.segment_id, seg.partition_id
+                        ),
+                    })?
+            };
+            imports.push(async move {
+                self.import_segment(ctx, client, n, t, src, seg, &partition, staging_root)
+                    .await
+            });
+        }
+        let rows: Vec<i64> = futures::stream::iter(imports)
+            .buffer_unordered(self.import_concurrency)
+            .try_collect()
+            .await?;
+        Ok(rows.iter().sum())
+    }
+
+    /// Restores a partition-key collection where binlogs cannot go in directly: into
+    /// a twin without the partition key, then row by row into the real collection.
+    #[allow(clippy::too_many_arguments)]
+    async fn restore_via_twin(
+        &self,
+        ctx: &JobCtx,
+        client: &MilvusClient,
+        n: usize,
+        tmp: &Target,
+        src: &CollectionBackup,
+        schema: &milvault_proto::milvault::v1::CollectionSchema,
+        staging_root: &str,
+    ) -> Result<i64> {
+        let mut twin = schema.clone();
+        for f in &mut twin.fields {
+            f.is_partition_key = false;
+        }
+        client
+            .create_collection(pb::CreateCollectionRequest {
+                db_name: tmp.database.clone(),
+                collection_name: tmp.collection.clone(),
+                schema: convert::schema_to(&twin, &tmp.collection).encode_to_vec(),
+                shards_num: src.shards_num,
+                consistency_level: 0,
+                ..Default::default()
+            })
+            .await?;
+        self.import_all(ctx, client, n, tmp, src, &BTreeMap::new(), staging_root)
+            .await?;
+        for f in schema.fields.iter().filter(|f| f.data_type >= 100) {
+            let params = match src.indexes.iter().find(|i| i.field_name == f.name) {
+                Some(i) => convert::kvs_to(&i.params),
+                None => {
+                    let (index_type, metric) = if f.data_type == 100 {
+                        ("BIN_FLAT", "HAMMING")
+                    } else {
+                        ("FLAT", "L2")
+                    };
+                    vec![
+                        KeyValuePair {
+                            key: "index_type".into(),
+                            value: index_type.into(),
+                        },
+                        KeyValuePair {
+                            key: "metric_type".into(),
+                            value: metric.into(),
+                        },
+                    ]
+                }
+            };
+            client
+                .create_index(pb::CreateIndexRequest {
+                    db_name: tmp.database.clone(),
+                    collection_name: tmp.collection.clone(),
+                    field_name: f.name.clone(),
+                    extra_params: params,
+                    ..Default::default()
+                })
+                .await?;
+        }
+        crate::row_copy::load(client, &tmp.database, &tmp.collection).await?;
+        let target = &self.targets[n];
+        crate::row_copy::copy_rows(
+            client,
+            &tmp.database,
+            &tmp.collection,
+            &target.collection,
+            schema,
+        )
+        .await
     }
 
     /// Stages one segment's files, imports them in backup mode, waits, cleans up.

@@ -593,6 +593,68 @@ impl MilvusClient {
         .map(|_| ())
     }
 
+    /// Runs a query (Strong consistency) and returns the columns.
+    pub async fn query(
+        &self,
+        req: pb::QueryRequest,
+    ) -> Result<Vec<milvault_proto::milvus::schema::FieldData>> {
+        let db = req.db_name.clone();
+        Ok(self
+            .call("Query", &db, req, |c, r| Box::pin(c.query(r)))
+            .await?
+            .fields_data)
+    }
+
+    /// Inserts full columns; returns how many rows Milvus took.
+    pub async fn insert(&self, req: pb::InsertRequest) -> Result<i64> {
+        let db = req.db_name.clone();
+        Ok(self
+            .call("Insert", &db, req, |c, r| Box::pin(c.insert(r)))
+            .await?
+            .insert_cnt)
+    }
+
+    /// Releases a collection from memory.
+    pub async fn release_collection(&self, db: &str, coll: &str) -> Result<()> {
+        let req = pb::ReleaseCollectionRequest {
+            db_name: db.to_owned(),
+            collection_name: coll.to_owned(),
+            ..Default::default()
+        };
+        self.call("ReleaseCollection", db, req, |c, r| {
+            Box::pin(c.release_collection(r))
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Waits until a collection is loaded.
+    pub async fn wait_loaded(&self, db: &str, coll: &str, timeout: Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let req = pb::GetLoadStateRequest {
+                db_name: db.to_owned(),
+                collection_name: coll.to_owned(),
+                ..Default::default()
+            };
+            let r = self
+                .call("GetLoadState", db, req, |c, r| {
+                    Box::pin(c.get_load_state(r))
+                })
+                .await?;
+            if r.state == common::LoadState::Loaded as i32 {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(Error::Milvus {
+                    operation: "LoadCollection".into(),
+                    message: format!("{db}.{coll} not loaded after {}s", timeout.as_secs()),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
     /// Starts a binlog import; returns the task ids.
     pub async fn import(&self, req: pb::ImportRequest) -> Result<Vec<i64>> {
         let db = req.db_name.clone();

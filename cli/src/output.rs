@@ -82,6 +82,18 @@ pub fn job(job: &pb::Job, format: Format) {
         println!("warning    {w}");
     }
     if let Some(r) = &job.report {
+        if let Some(rb) = &r.rbac {
+            println!(
+                "rbac       {} users, {} roles, {} grants created",
+                rb.users, rb.roles, rb.grants
+            );
+            if !rb.users_needing_password_reset.is_empty() {
+                println!(
+                    "           passwords to reset: {}",
+                    rb.users_needing_password_reset.join(", ")
+                );
+            }
+        }
         for c in &r.collections {
             let method = pb::RestoreMethod::try_from(c.method)
                 .map(|m| {
@@ -192,6 +204,21 @@ pub fn backup(b: &pb::Backup, format: Format) {
         bytes(s.size_bytes),
         s.file_count
     );
+    let dbs: Vec<&str> = m.databases.iter().map(|d| d.name.as_str()).collect();
+    println!("databases  {}", dbs.join(", "));
+    if let Some(r) = &m.rbac {
+        println!(
+            "rbac       {} users, {} roles, {} grants{}",
+            r.users.len(),
+            r.roles.len(),
+            r.grants.len(),
+            if r.passwords_missing {
+                " (passwords not exportable from this Milvus)"
+            } else {
+                ""
+            }
+        );
+    }
     for w in &m.warnings {
         println!("warning    {w}");
     }
@@ -244,6 +271,20 @@ pub fn backup(b: &pb::Backup, format: Format) {
         if !c.aliases.is_empty() {
             println!("  aliases {}", c.aliases.join(", "));
         }
+        let props: Vec<String> = c
+            .properties
+            .iter()
+            .map(|kv| format!("{}={}", kv.key, kv.value))
+            .collect();
+        println!(
+            "  shards {}, properties {}",
+            c.shards_num,
+            if props.is_empty() {
+                "none".into()
+            } else {
+                props.join(" ")
+            }
+        );
     }
 }
 

@@ -208,9 +208,21 @@ pub async fn seed(c: &DataClient, db: &str, fx: &Fixture, seed: u64) -> Result<(
 pub async fn schema_lines(c: &DataClient, db: &str, coll: &str) -> Result<Vec<String>> {
     let d = c.describe(db, coll).await?;
     let s = d.schema.unwrap_or_default();
+    let mut props: Vec<String> = d
+        .properties
+        .iter()
+        .map(|kv| format!("{}={}", kv.key, kv.value))
+        .collect();
+    props.sort();
     let mut out = vec![format!(
-        "description={:?} shards={} consistency={}",
-        s.description, d.shards_num, d.consistency_level
+        "description={:?} shards={} consistency={} dynamic={} num_partitions={} properties={:?} aliases={:?}",
+        s.description,
+        d.shards_num,
+        d.consistency_level,
+        s.enable_dynamic_field,
+        d.num_partitions,
+        props,
+        c.aliases(db, coll).await?
     )];
     for f in &s.fields {
         let mut params: Vec<String> = f
@@ -220,12 +232,16 @@ pub async fn schema_lines(c: &DataClient, db: &str, coll: &str) -> Result<Vec<St
             .collect();
         params.sort();
         out.push(format!(
-            "{} {} type={} pk={} auto={} desc={:?} {}",
+            "{} {} type={} element={} pk={} auto={} partition_key={} dynamic={} default={:?} desc={:?} {}",
             f.field_id,
             f.name,
             f.data_type,
+            f.element_type,
             f.is_primary_key,
             f.auto_id,
+            f.is_partition_key,
+            f.is_dynamic,
+            f.default_value,
             f.description,
             params.join(",")
         ));

@@ -2,6 +2,7 @@
 //! instances `scripts/services.sh` starts, seeds fixture collections, runs an
 //! in-process milvault-server, and drives the real CLI.
 
+pub mod complete;
 pub mod fixtures;
 pub mod harness;
 pub mod milvus_data;

@@ -26,6 +26,7 @@ pub mod dt {
     pub const DOUBLE: i32 = 11;
     pub const VARCHAR: i32 = 21;
     pub const JSON: i32 = 23;
+    pub const ARRAY: i32 = 22;
     pub const BINARY_VECTOR: i32 = 100;
     pub const FLOAT_VECTOR: i32 = 101;
 }
@@ -39,6 +40,9 @@ pub struct Field {
     pub auto_id: bool,
     pub params: Vec<(String, String)>,
     pub description: String,
+    pub element_type: i32,
+    pub default: Option<ms::ValueField>,
+    pub partition_key: bool,
 }
 
 impl Field {
@@ -50,7 +54,27 @@ impl Field {
             auto_id: false,
             params: vec![],
             description: format!("field {name}"),
+            element_type: 0,
+            default: None,
+            partition_key: false,
         }
+    }
+    /// An ARRAY of `element` with `capacity` slots.
+    pub fn array(name: &str, element: i32, capacity: usize) -> Self {
+        let mut f = Self::new(name, dt::ARRAY).param("max_capacity", capacity);
+        f.element_type = element;
+        if element == dt::VARCHAR {
+            f = f.param("max_length", 32);
+        }
+        f
+    }
+    pub fn default_value(mut self, v: ms::value_field::Data) -> Self {
+        self.default = Some(ms::ValueField { data: Some(v) });
+        self
+    }
+    pub fn partition_key(mut self) -> Self {
+        self.partition_key = true;
+        self
     }
     pub fn primary(mut self) -> Self {
         self.primary = true;
@@ -70,6 +94,33 @@ impl Field {
             .find(|(k, _)| k == "dim")
             .and_then(|(_, v)| v.parse().ok())
             .unwrap_or(0)
+    }
+}
+
+/// Collection-level options.
+#[derive(Clone, Debug, Default)]
+pub struct CollOpts {
+    pub shards: i32,
+    /// Milvus numbering: Strong 0, Session 1, Bounded 2, Eventually 3.
+    pub consistency: i32,
+    pub dynamic: bool,
+    pub num_partitions: i64,
+    pub properties: Vec<(String, String)>,
+}
+
+/// The `$meta` column of a dynamic collection: extra keys per row.
+pub fn dynamic_column(start: i64, n: usize) -> FieldData {
+    let data = (start..start + n as i64)
+        .map(|i| format!(r#"{{"color":"c{}","extra_{}":{}}}"#, i % 7, i % 3, i * 2).into_bytes())
+        .collect();
+    FieldData {
+        r#type: dt::JSON,
+        field_name: "$meta".into(),
+        is_dynamic: true,
+        field: Some(field_data::Field::Scalars(ScalarField {
+            data: Some(scalar_field::Data::JsonData(ms::JsonArray { data })),
+        })),
+        ..Default::default()
     }
 }
 
@@ -199,6 +250,32 @@ pub fn column(f: &Field, start: i64, n: usize, seed: u64) -> FieldData {
                 (0..n * f.dim() / 8).map(|_| rng.next_u64() as u8).collect(),
             )),
         }),
+        dt::ARRAY => {
+            let cap: usize = f
+                .params
+                .iter()
+                .find(|(k, _)| k == "max_capacity")
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(4);
+            let elem = Field {
+                dtype: f.element_type,
+                primary: false,
+                ..Field::new("e", f.element_type)
+            };
+            let rows = ids
+                .map(|i| {
+                    let len = (i as usize) % (cap + 1);
+                    match column(&elem, i * 31, len, seed).field {
+                        Some(field_data::Field::Scalars(sf)) => sf,
+                        _ => ScalarField::default(),
+                    }
+                })
+                .collect();
+            scalar(scalar_field::Data::ArrayData(ms::ArrayArray {
+                data: rows,
+                element_type: f.element_type,
+            }))
+        }
         other => panic!("test data for type {other} not implemented"),
     };
     FieldData {
@@ -279,6 +356,25 @@ impl DataClient {
         shards: i32,
         properties: &[(&str, &str)],
     ) -> Result<()> {
+        let opts = CollOpts {
+            shards,
+            properties: properties
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        };
+        self.create_collection_with(db, name, fields, &opts).await
+    }
+
+    /// Creates a collection with every option.
+    pub async fn create_collection_with(
+        &self,
+        db: &str,
+        name: &str,
+        fields: &[Field],
+        opts: &CollOpts,
+    ) -> Result<()> {
         #[allow(deprecated)]
         let schema = ms::CollectionSchema {
             name: name.into(),
@@ -313,15 +409,17 @@ impl DataClient {
                     db_name: db.into(),
                     collection_name: name.into(),
                     schema: schema.encode_to_vec(),
-                    shards_num: shards,
-                    consistency_level: 0,
-                    properties: properties
+                    shards_num: opts.shards,
+                    consistency_level: opts.consistency,
+                    properties: opts
+                        .properties
                         .iter()
                         .map(|(k, v)| KeyValuePair {
-                            key: (*k).into(),
-                            value: (*v).into(),
+                            key: k.clone(),
+                            value: v.clone(),
                         })
                         .collect(),
+                    num_partitions: opts.num_partitions,
                     ..Default::default()
                 },
             ))
@@ -384,6 +482,277 @@ impl DataClient {
             bail!("Insert into {coll}: inserted {} of {n}", r.insert_cnt);
         }
         Ok(())
+    }
+
+    /// Inserts prepared columns.
+    pub async fn insert_columns(
+        &self,
+        db: &str,
+        coll: &str,
+        part: &str,
+        cols: Vec<FieldData>,
+        n: usize,
+    ) -> Result<()> {
+        let r = self
+            .inner
+            .clone()
+            .insert(req(
+                db,
+                pb::InsertRequest {
+                    db_name: db.into(),
+                    collection_name: coll.into(),
+                    partition_name: part.into(),
+                    fields_data: cols,
+                    num_rows: n as u32,
+                    ..Default::default()
+                },
+            ))
+            .await?
+            .into_inner();
+        ok("Insert", r.status.as_ref())?;
+        anyhow::ensure!(
+            r.insert_cnt == n as i64,
+            "Insert into {coll}: inserted {} of {n}",
+            r.insert_cnt
+        );
+        Ok(())
+    }
+
+    /// Upserts rows `start..start+n` with values from `seed`.
+    pub async fn upsert(
+        &self,
+        db: &str,
+        coll: &str,
+        fields: &[Field],
+        start: i64,
+        n: usize,
+        seed: u64,
+    ) -> Result<()> {
+        let cols = fields.iter().map(|f| column(f, start, n, seed)).collect();
+        let r = self
+            .inner
+            .clone()
+            .upsert(req(
+                db,
+                pb::UpsertRequest {
+                    db_name: db.into(),
+                    collection_name: coll.into(),
+                    fields_data: cols,
+                    num_rows: n as u32,
+                    ..Default::default()
+                },
+            ))
+            .await?
+            .into_inner();
+        ok("Upsert", r.status.as_ref())
+    }
+
+    pub async fn create_alias(&self, db: &str, coll: &str, alias: &str) -> Result<()> {
+        let r = self
+            .inner
+            .clone()
+            .create_alias(req(
+                db,
+                pb::CreateAliasRequest {
+                    db_name: db.into(),
+                    collection_name: coll.into(),
+                    alias: alias.into(),
+                    ..Default::default()
+                },
+            ))
+            .await?;
+        ok("CreateAlias", Some(r.get_ref()))
+    }
+
+    pub async fn aliases(&self, db: &str, coll: &str) -> Result<Vec<String>> {
+        let r = self
+            .inner
+            .clone()
+            .list_aliases(req(
+                db,
+                pb::ListAliasesRequest {
+                    db_name: db.into(),
+                    collection_name: coll.into(),
+                    ..Default::default()
+                },
+            ))
+            .await?
+            .into_inner();
+        ok("ListAliases", r.status.as_ref())?;
+        let mut a = r.aliases;
+        a.sort();
+        Ok(a)
+    }
+
+    pub async fn create_role(&self, role: &str) -> Result<()> {
+        let r = self
+            .inner
+            .clone()
+            .create_role(req(
+                "",
+                pb::CreateRoleRequest {
+                    entity: Some(pb::RoleEntity {
+                        name: role.into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            ))
+            .await?;
+        ok("CreateRole", Some(r.get_ref()))
+    }
+
+    pub async fn create_user(&self, user: &str, password: &str) -> Result<()> {
+        use base64::Engine;
+        let password = base64::engine::general_purpose::STANDARD.encode(password);
+        let r = self
+            .inner
+            .clone()
+            .create_credential(req(
+                "",
+                pb::CreateCredentialRequest {
+                    username: user.into(),
+                    password,
+                    ..Default::default()
+                },
+            ))
+            .await?;
+        ok("CreateCredential", Some(r.get_ref()))
+    }
+
+    pub async fn add_user_to_role(&self, user: &str, role: &str) -> Result<()> {
+        let r = self
+            .inner
+            .clone()
+            .operate_user_role(req(
+                "",
+                pb::OperateUserRoleRequest {
+                    username: user.into(),
+                    role_name: role.into(),
+                    r#type: 0,
+                    ..Default::default()
+                },
+            ))
+            .await?;
+        ok("OperateUserRole", Some(r.get_ref()))
+    }
+
+    pub async fn grant(
+        &self,
+        role: &str,
+        object: &str,
+        name: &str,
+        privilege: &str,
+        db: &str,
+    ) -> Result<()> {
+        let entity = pb::GrantEntity {
+            role: Some(pb::RoleEntity {
+                name: role.into(),
+                ..Default::default()
+            }),
+            object: Some(pb::ObjectEntity {
+                name: object.into(),
+            }),
+            object_name: name.into(),
+            grantor: Some(pb::GrantorEntity {
+                user: None,
+                privilege: Some(pb::PrivilegeEntity {
+                    name: privilege.into(),
+                }),
+            }),
+            db_name: db.into(),
+        };
+        let r = self
+            .inner
+            .clone()
+            .operate_privilege(req(
+                db,
+                pb::OperatePrivilegeRequest {
+                    entity: Some(entity),
+                    r#type: 0,
+                    ..Default::default()
+                },
+            ))
+            .await?;
+        ok("OperatePrivilege", Some(r.get_ref()))
+    }
+
+    /// A role's grants in `db` as sorted "object/name/privilege" lines.
+    pub async fn grants(&self, role: &str, db: &str) -> Result<Vec<String>> {
+        let entity = pb::GrantEntity {
+            role: Some(pb::RoleEntity {
+                name: role.into(),
+                ..Default::default()
+            }),
+            db_name: db.into(),
+            ..Default::default()
+        };
+        let r = self
+            .inner
+            .clone()
+            .select_grant(req(
+                db,
+                pb::SelectGrantRequest {
+                    entity: Some(entity),
+                    ..Default::default()
+                },
+            ))
+            .await?
+            .into_inner();
+        ok("SelectGrant", r.status.as_ref())?;
+        let mut out: Vec<String> = r
+            .entities
+            .iter()
+            .map(|g| {
+                format!(
+                    "{}/{}/{}",
+                    g.object.as_ref().map(|o| o.name.as_str()).unwrap_or(""),
+                    g.object_name,
+                    g.grantor
+                        .as_ref()
+                        .and_then(|x| x.privilege.as_ref())
+                        .map(|p| p.name.as_str())
+                        .unwrap_or("")
+                )
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// The roles of a user (empty when the user does not exist).
+    pub async fn user_roles(&self, user: &str) -> Result<Option<Vec<String>>> {
+        let users = self
+            .inner
+            .clone()
+            .list_cred_users(req("", pb::ListCredUsersRequest::default()))
+            .await?
+            .into_inner();
+        ok("ListCredUsers", users.status.as_ref())?;
+        if !users.usernames.iter().any(|u| u == user) {
+            return Ok(None);
+        }
+        let r = self
+            .inner
+            .clone()
+            .select_user(req(
+                "",
+                pb::SelectUserRequest {
+                    user: Some(pb::UserEntity { name: user.into() }),
+                    include_role_info: true,
+                    ..Default::default()
+                },
+            ))
+            .await?
+            .into_inner();
+        ok("SelectUser", r.status.as_ref())?;
+        let mut roles: Vec<String> = r
+            .results
+            .iter()
+            .flat_map(|u| u.roles.iter().map(|r| r.name.clone()))
+            .collect();
+        roles.sort();
+        Ok(Some(roles))
     }
 
     pub async fn delete(&self, db: &str, coll: &str, expr: &str) -> Result<()> {

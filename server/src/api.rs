@@ -110,12 +110,6 @@ impl Api {
             collections: req.collections,
             include_rbac: req.include_rbac,
         };
-        if spec.include_rbac {
-            return Err(Error::Unsupported(
-                "RBAC backup is not available in this build yet; back up without include_rbac"
-                    .into(),
-            ));
-        }
         let job = Arc::new(BackupJob {
             spec: spec.clone(),
             filter,
@@ -155,13 +149,16 @@ impl Api {
             skip_load: req.skip_load,
             skip_indexes: req.skip_indexes,
         };
-        if spec.restore_rbac {
-            return Err(Error::Unsupported(
-                "RBAC restore is not available in this build yet; restore without restore_rbac"
-                    .into(),
+        let manifest = repository.load_complete(&req.backup).await?;
+        if spec.restore_rbac && manifest.rbac.is_none() {
+            return Err(Error::invalid(
+                "restore_rbac",
+                format!(
+                    "backup {:?} holds no users, roles or grants (it was made without include_rbac)",
+                    req.backup
+                ),
             ));
         }
-        let manifest = repository.load_complete(&req.backup).await?;
         let targets = plan_targets(&manifest, &spec)?;
         let mut locks = vec![backup_lock(repository.name(), &req.backup, false)];
         locks.extend(targets.iter().map(|t| Lock {

@@ -54,7 +54,7 @@ pub async fn seed(c: &DataClient, id: &str) -> Result<Deployment> {
     for (i, db) in dbs.iter().enumerate() {
         let fields = vec![
             Field::new("pk", dt::INT64).primary(),
-            Field::new("s", dt::VARCHAR).param("max_length", 16),
+            Field::new("s", dt::VARCHAR).param("max_length", 64),
             vector(4),
         ];
         c.create_collection(db, "same", &fields, 1, &[]).await?;

@@ -395,9 +395,13 @@ impl DataClient {
                             value: v.clone(),
                         })
                         .collect(),
+                    element_type: f.element_type,
+                    default_value: f.default.clone(),
+                    is_partition_key: f.partition_key,
                     ..Default::default()
                 })
                 .collect(),
+            enable_dynamic_field: opts.dynamic,
             ..Default::default()
         };
         let r = self
@@ -1028,7 +1032,13 @@ impl DataClient {
             .map(|f| f.name.clone())
             .collect();
         let mut rows = BTreeMap::new();
-        for part in self.partitions(db, coll).await? {
+        // Partition-key collections refuse queries naming partitions: read them whole.
+        let parts = if schema.fields.iter().any(|f| f.is_partition_key) {
+            vec![String::new()]
+        } else {
+            self.partitions(db, coll).await?
+        };
+        for part in parts {
             let r = self
                 .inner
                 .clone()
@@ -1039,7 +1049,11 @@ impl DataClient {
                         collection_name: coll.into(),
                         expr: expr.clone(),
                         output_fields: outputs.clone(),
-                        partition_names: vec![part.clone()],
+                        partition_names: if part.is_empty() {
+                            vec![]
+                        } else {
+                            vec![part.clone()]
+                        },
                         query_params: vec![KeyValuePair {
                             key: "limit".into(),
                             value: "16384".into(),

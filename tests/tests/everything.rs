@@ -147,6 +147,39 @@ async fn a_whole_deployment_round_trips() -> anyhow::Result<()> {
         a.dump(&m2, "same").await?.len()
     );
 
+    // Into Milvus A under a suffix (every collection but the aliased one, whose aliases
+    // already exist there and would conflict, as the next step shows).
+    let plain: Vec<String> = dep
+        .items
+        .iter()
+        .filter(|it| it.name != "aliased")
+        .map(|it| format!("{}.{}", it.db, it.name))
+        .collect();
+    let job = c
+        .restore_backup(pb::RestoreBackupRequest {
+            backup: name.clone(),
+            cluster: "a".into(),
+            repository: "s3".into(),
+            collections: plain,
+            suffix: "_sfx".into(),
+            ..Default::default()
+        })
+        .await?;
+    let done = run_job(&mut c, job).await?;
+    assert_succeeded(&done);
+    for it in dep.items.iter().filter(|it| it.name != "aliased") {
+        compare(
+            &a,
+            &it.db,
+            &it.name,
+            &a,
+            &it.db,
+            &format!("{}_sfx", it.name),
+            it.loaded,
+        )
+        .await?;
+    }
+
     // An alias that already exists elsewhere is an error, found before anything is written.
     let job = c
         .restore_backup(pb::RestoreBackupRequest {

@@ -266,11 +266,11 @@ impl Config {
             }
             fig = fig.merge(Toml::file(path));
         }
-        fig = fig.merge(
-            Env::prefixed("MILVAULT_")
-                .split("__")
-                .filter(|k| ENV_SECTIONS.iter().any(|s| k.as_str().starts_with(s))),
-        );
+        fig = fig.merge(Env::prefixed("MILVAULT_").split("__").filter(|k| {
+            // Keys keep the variable's case here (figment lowercases later).
+            let k = k.as_str().to_ascii_lowercase();
+            ENV_SECTIONS.iter().any(|s| k.starts_with(s))
+        }));
         let mut overrides = serde_json::Map::new();
         let mut server = serde_json::Map::new();
         if let Some(l) = flags.listen {
@@ -389,6 +389,43 @@ storage = { scheme = "fs", root = "/var/backups/milvault/" }
     fn unknown_keys_are_rejected() {
         let err = Config::from_toml("[server]\nlisten_addr = \"x\"").expect_err("must fail");
         assert!(err.to_string().contains("listen_addr"), "{err}");
+    }
+
+    #[test]
+    fn file_then_env_then_flags() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("m.toml");
+        std::fs::write(&path, SAMPLE).expect("write");
+        // SAFETY: this is the only test in the crate that touches these variables.
+        unsafe {
+            std::env::set_var("MILVAULT_CLUSTERS__PROD__ADDRESS", "http://from-env:19530");
+            std::env::set_var("MILVAULT_SERVER__MAX_RUNNING_JOBS", "5");
+            std::env::set_var("MILVAULT_ENDPOINT", "http://cli-only:1");
+        }
+        let flags = FlagOverrides {
+            listen: Some("127.0.0.1:6000".parse().expect("addr")),
+            ..Default::default()
+        };
+        let c = Config::load(Some(&path), &flags).expect("load");
+        assert_eq!(c.clusters["prod"].address, "http://from-env:19530");
+        assert_eq!(c.server.max_running_jobs, 5);
+        assert_eq!(c.server.listen.port(), 6000);
+        assert_eq!(c.server.state_dir, std::path::PathBuf::from("/tmp/x"));
+        unsafe {
+            std::env::remove_var("MILVAULT_CLUSTERS__PROD__ADDRESS");
+            std::env::remove_var("MILVAULT_SERVER__MAX_RUNNING_JOBS");
+            std::env::remove_var("MILVAULT_ENDPOINT");
+        }
+        let missing = Config::load(
+            Some(&dir.path().join("nope.toml")),
+            &FlagOverrides::default(),
+        );
+        assert!(
+            missing
+                .expect_err("missing file")
+                .to_string()
+                .contains("does not exist")
+        );
     }
 
     #[test]

@@ -269,7 +269,8 @@ impl Config {
         fig = fig.merge(Env::prefixed("MILVAULT_").split("__").filter(|k| {
             // Keys keep the variable's case here (figment lowercases later).
             let k = k.as_str().to_ascii_lowercase();
-            ENV_SECTIONS.iter().any(|s| k.starts_with(s))
+            let section = k.split('.').next().unwrap_or_default();
+            k.contains('.') && ENV_SECTIONS.contains(&section)
         }));
         let mut overrides = serde_json::Map::new();
         let mut server = serde_json::Map::new();

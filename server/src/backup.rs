@@ -24,7 +24,7 @@ use crate::jobs::{JobCtx, now};
 use crate::milvus::convert;
 use crate::milvus::management::GcPauseGuard;
 use crate::milvus::{GcPause, MilvusClient};
-use crate::repository::{FORMAT_VERSION, Repository};
+use crate::repository::{FORMAT_VERSION, Repository, segment_files};
 use crate::selection::Filter;
 use crate::storage::Store;
 
@@ -242,12 +242,7 @@ impl BackupJob {
                     continue;
                 }
                 let files = list_segment(&self.cluster.store, c, &seg).await?;
-                for f in files
-                    .insert_logs
-                    .iter()
-                    .chain(&files.delta_logs)
-                    .chain(&files.stats_logs)
-                {
+                for f in segment_files(&files) {
                     planned.push(Planned {
                         collection: idx,
                         source_key: f.source_key.clone(),

@@ -12,7 +12,7 @@ use milvault_proto::milvault::v1::DeleteBackupSpec;
 
 use crate::error::{Error, Result};
 use crate::jobs::JobCtx;
-use crate::repository::Repository;
+use crate::repository::{Repository, manifest_files};
 
 /// Everything a delete job needs.
 pub struct DeleteJob {
@@ -34,19 +34,9 @@ impl DeleteJob {
             if &other == name {
                 continue;
             }
-            if let Ok(Some(m)) = self.repository.read_manifest(&other).await {
-                for c in &m.collections {
-                    for s in &c.segments {
-                        for f in s
-                            .insert_logs
-                            .iter()
-                            .chain(&s.delta_logs)
-                            .chain(&s.stats_logs)
-                        {
-                            keep.insert(f.path.clone());
-                        }
-                    }
-                }
+            // An unreadable manifest may reference our files: refuse rather than guess.
+            if let Some(m) = self.repository.read_manifest(&other).await? {
+                keep.extend(manifest_files(&m).map(|f| f.path.clone()));
             }
         }
         let store = self.repository.store().clone();

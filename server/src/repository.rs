@@ -9,7 +9,9 @@
 //! The manifest is `milvault.v1.BackupManifest` in proto3 JSON. Readers reject a
 //! `format_version` they do not know instead of guessing.
 
-use milvault_proto::milvault::v1::{Backup, BackupManifest, BackupState};
+use milvault_proto::milvault::v1::{
+    Backup, BackupFile, BackupManifest, BackupState, SegmentBackup,
+};
 
 use crate::error::{Error, Result};
 use crate::storage::Store;
@@ -156,6 +158,22 @@ impl Repository {
     }
 }
 
+/// Every file of one segment: insert, delta, then stats logs.
+pub fn segment_files(s: &SegmentBackup) -> impl Iterator<Item = &BackupFile> {
+    s.insert_logs
+        .iter()
+        .chain(&s.delta_logs)
+        .chain(&s.stats_logs)
+}
+
+/// Every file a manifest references.
+pub fn manifest_files(m: &BackupManifest) -> impl Iterator<Item = &BackupFile> {
+    m.collections
+        .iter()
+        .flat_map(|c| &c.segments)
+        .flat_map(segment_files)
+}
+
 /// Serialises a manifest to its stored JSON form.
 pub fn encode_manifest(manifest: &BackupManifest) -> Result<Vec<u8>> {
     serde_json::to_vec_pretty(manifest)
@@ -192,7 +210,7 @@ pub fn decode_manifest(backup: &str, bytes: &[u8]) -> Result<BackupManifest> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use milvault_proto::milvault::v1::{BackupFile, CollectionBackup, SegmentBackup};
+    use milvault_proto::milvault::v1::CollectionBackup;
 
     fn sample() -> BackupManifest {
         BackupManifest {

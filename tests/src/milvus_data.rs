@@ -465,27 +465,7 @@ impl DataClient {
             .filter(|f| !f.auto_id)
             .map(|f| column(f, start, n, seed))
             .collect();
-        let r = self
-            .inner
-            .clone()
-            .insert(req(
-                db,
-                pb::InsertRequest {
-                    db_name: db.into(),
-                    collection_name: coll.into(),
-                    partition_name: part.into(),
-                    fields_data: cols,
-                    num_rows: n as u32,
-                    ..Default::default()
-                },
-            ))
-            .await?
-            .into_inner();
-        ok("Insert", r.status.as_ref())?;
-        if r.insert_cnt != n as i64 {
-            bail!("Insert into {coll}: inserted {} of {n}", r.insert_cnt);
-        }
-        Ok(())
+        self.insert_columns(db, coll, part, cols, n).await
     }
 
     /// Inserts prepared columns.

@@ -4,6 +4,7 @@
 //! compare schema, partitions, indexes, load state and every row.
 
 use milvault_sdk::pb;
+use milvault_server::repository::manifest_files;
 use milvault_tests::fixtures::{compare, seed, standard};
 use milvault_tests::harness::{TestEnv, TestServer, assert_succeeded, run_job, unique};
 use milvault_tests::milvus_data::DataClient;
@@ -73,20 +74,11 @@ async fn backup_then_restore_into_another_milvus_and_under_a_suffix() -> anyhow:
         "delete logs were not backed up"
     );
     let mut checked = 0;
-    for c in &manifest.collections {
-        for s in &c.segments {
-            for f in s
-                .insert_logs
-                .iter()
-                .chain(&s.delta_logs)
-                .chain(&s.stats_logs)
-            {
-                let bytes = std::fs::read(server.repo_dir.join(&f.path))?;
-                assert_eq!(bytes.len() as u64, f.size_bytes, "{}", f.path);
-                assert_eq!(hex::encode(Sha256::digest(&bytes)), f.sha256, "{}", f.path);
-                checked += 1;
-            }
-        }
+    for f in manifest_files(&manifest) {
+        let bytes = std::fs::read(server.repo_dir.join(&f.path))?;
+        assert_eq!(bytes.len() as u64, f.size_bytes, "{}", f.path);
+        assert_eq!(hex::encode(Sha256::digest(&bytes)), f.sha256, "{}", f.path);
+        checked += 1;
     }
     assert!(checked > 20, "only {checked} files in the backup");
 

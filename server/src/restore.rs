@@ -191,6 +191,18 @@ impl RestoreJob {
             j.report = Some(JobReport::default());
         });
 
+        // A restore of everything recreates every database, also those that held no
+        // collection; a filtered restore creates only the databases it writes into.
+        if self.spec.collections.is_empty() && client.features().supports_databases() {
+            let have: BTreeSet<String> = client.list_databases().await?.into_iter().collect();
+            for db in &self.manifest.databases {
+                let target = self.spec.database_map.get(&db.name).unwrap_or(&db.name);
+                if !have.contains(target) {
+                    client.create_database(target).await?;
+                }
+            }
+        }
+
         let staging_root = format!(
             "{}/{}/",
             self.cluster.config.staging_prefix.trim_matches('/'),

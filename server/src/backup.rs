@@ -234,7 +234,7 @@ impl BackupJob {
         let mut planned = Vec::new();
         for (idx, c) in collections.iter_mut().enumerate() {
             ctx.check_cancelled()?;
-            let segments = client.persistent_segments(&c.database, &c.name).await?;
+            let segments = settled_segments(client, &c.database, &c.name).await?;
             for seg in segments {
                 if seg.state != SegmentState::Flushed as i32 {
                     // Growing segments hold rows written after the flush; dropped ones
@@ -351,6 +351,29 @@ impl BackupJob {
         });
         Ok(())
     }
+}
+
+/// The segment list once no segment is between sealed and flushed: a sealed or
+/// flushing segment holds rows the backup must have, so it is waited for, never skipped.
+async fn settled_segments(
+    client: &MilvusClient,
+    db: &str,
+    name: &str,
+) -> Result<Vec<milvault_proto::milvus::milvus::PersistentSegmentInfo>> {
+    let in_between = |s: &milvault_proto::milvus::milvus::PersistentSegmentInfo| {
+        s.state == SegmentState::Sealed as i32 || s.state == SegmentState::Flushing as i32
+    };
+    for _ in 0..120 {
+        let segments = client.persistent_segments(db, name).await?;
+        if !segments.iter().any(in_between) {
+            return Ok(segments);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(Error::Milvus {
+        operation: "Flush".into(),
+        message: format!("segments of {db}.{name} stayed sealed but unflushed for 60s; try again"),
+    })
 }
 
 /// Reads one collection's metadata (no segments yet).

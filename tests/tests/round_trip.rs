@@ -131,3 +131,115 @@ async fn backup_then_restore_into_another_milvus_and_under_a_suffix() -> anyhow:
     server.stop().await;
     Ok(())
 }
+
+/// The other direction: a cluster that keeps its binlogs on S3 backed up into an S3
+/// repository (another bucket), restored into a local-storage cluster; plus the
+/// metadata-only and no-index variants.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn backup_from_s3_cluster_restore_into_local_cluster() -> anyhow::Result<()> {
+    let env = TestEnv::from_env()?;
+    let a = DataClient::connect(&env.a_addr).await?;
+    let b = DataClient::connect(&env.b_addr).await?;
+    let prefix = format!("{}_", unique("s3src"));
+    let fixtures: Vec<_> = standard(&prefix).into_iter().take(2).collect();
+    for fx in &fixtures {
+        seed(&b, "default", fx, 77).await?;
+    }
+    let server = TestServer::start(&env).await?;
+    let mut client = server.client().await?;
+    let names: Vec<String> = fixtures.iter().map(|f| f.name.clone()).collect();
+    let backup = unique("bks3");
+    let job = client
+        .create_backup(pb::CreateBackupRequest {
+            name: backup.clone(),
+            cluster: "b".into(),
+            repository: "s3".into(),
+            collections: names.clone(),
+            include_rbac: false,
+        })
+        .await?;
+    let done = run_job(&mut client, job).await?;
+    assert_succeeded(&done);
+    let m = client
+        .get_backup(&backup, "s3")
+        .await?
+        .manifest
+        .expect("manifest");
+    assert_eq!(
+        m.source.as_ref().map(|s| s.storage_scheme.as_str()),
+        Some("s3")
+    );
+    assert!(m.summary.expect("summary").file_count > 10);
+
+    let job = client
+        .restore_backup(pb::RestoreBackupRequest {
+            backup: backup.clone(),
+            cluster: "a".into(),
+            repository: "s3".into(),
+            ..Default::default()
+        })
+        .await?;
+    assert_succeeded(&run_job(&mut client, job).await?);
+    for fx in &fixtures {
+        compare(&b, "default", &fx.name, &a, "default", &fx.name, fx.load).await?;
+    }
+
+    // Metadata only: same schema, partitions and indexes, no rows.
+    let fx = &fixtures[0];
+    let job = client
+        .restore_backup(pb::RestoreBackupRequest {
+            backup: backup.clone(),
+            cluster: "a".into(),
+            repository: "s3".into(),
+            collections: vec![fx.name.clone()],
+            suffix: "_meta".into(),
+            meta_only: true,
+            skip_load: true,
+            ..Default::default()
+        })
+        .await?;
+    let done = run_job(&mut client, job).await?;
+    assert_succeeded(&done);
+    let report = done.report.expect("report");
+    assert_eq!(
+        report.collections[0].method,
+        pb::RestoreMethod::MetaOnly as i32
+    );
+    let meta = format!("{}_meta", fx.name);
+    assert_eq!(
+        a.partitions("default", &meta).await?,
+        b.partitions("default", &fx.name).await?
+    );
+    assert_eq!(
+        a.indexes("default", &meta).await?,
+        b.indexes("default", &fx.name).await?
+    );
+    a.load("default", &meta).await?;
+    assert!(a.dump("default", &meta).await?.is_empty());
+
+    // No indexes: rows back, indexes not built, and the report says so.
+    let job = client
+        .restore_backup(pb::RestoreBackupRequest {
+            backup: backup.clone(),
+            cluster: "a".into(),
+            repository: "s3".into(),
+            collections: vec![fx.name.clone()],
+            suffix: "_noidx".into(),
+            skip_indexes: true,
+            ..Default::default()
+        })
+        .await?;
+    let done = run_job(&mut client, job).await?;
+    assert_succeeded(&done);
+    let noidx = format!("{}_noidx", fx.name);
+    assert!(a.indexes("default", &noidx).await?.is_empty());
+    let warnings = &done.report.expect("report").collections[0].warnings;
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("indexes were not built")),
+        "{warnings:?}"
+    );
+    server.stop().await;
+    Ok(())
+}

@@ -56,10 +56,10 @@ impl GcPauseGuard {
         collection_id: i64,
     ) -> Result<Self, String> {
         let Some(base) = management.map(|m| m.trim_end_matches('/').to_owned()) else {
-            return Err("no management address configured for the cluster: garbage collection was not paused; files were verified instead".into());
+            return Err("no management address configured for the cluster: garbage collection was not paused; files were copied from one segment listing taken right after the flush, sizes checked".into());
         };
         if mode == GcPause::Unavailable {
-            return Err("this Milvus version has no working GC-pause endpoint: garbage collection was not paused; files were copied from one segment listing and verified".into());
+            return Err("this Milvus version has no working GC-pause endpoint: garbage collection was not paused; files were copied from one segment listing taken right after the flush, sizes checked".into());
         }
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))

@@ -253,16 +253,23 @@ pub async fn seed(c: &DataClient, id: &str) -> Result<Deployment> {
                 .partition_key(),
             vector(4),
         ];
+        // Dynamic too: the row copy must carry the $meta keys.
         let opts = CollOpts {
             shards: 1,
             num_partitions: 4,
+            dynamic: true,
             ..Default::default()
         };
         c.create_collection_with(d1, "pkey", &fields, &opts).await?;
-        c.insert(d1, "pkey", "", &fields, 0, 300, 4).await?;
-        c.flush(d1, "pkey").await?;
-        c.insert(d1, "pkey", "", &fields, 300, 100, 4).await?;
-        c.flush(d1, "pkey").await?;
+        for (start, n) in [(0i64, 300usize), (300, 100)] {
+            let mut cols: Vec<_> = fields
+                .iter()
+                .map(|f| crate::milvus_data::column(f, start, n, 4))
+                .collect();
+            cols.push(dynamic_column(start, n));
+            c.insert_columns(d1, "pkey", "", cols, n).await?;
+            c.flush(d1, "pkey").await?;
+        }
         index(
             c,
             d1,

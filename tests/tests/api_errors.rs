@@ -3,6 +3,7 @@
 //! existing target collection, an unreachable server) fail the job with that code.
 
 use milvault_sdk::{SdkError, pb};
+use milvault_server::repository::manifest_files;
 use milvault_tests::fixtures::{Fixture, seed};
 use milvault_tests::harness::{TestEnv, TestServer, assert_succeeded, run_job, unique};
 use milvault_tests::milvus_data::{DataClient, Field, dt};
@@ -118,6 +119,46 @@ async fn bad_requests_get_precise_statuses() -> anyhow::Result<()> {
     assert_eq!(
         a.partitions("default", &coll).await?,
         vec!["_default".to_string()]
+    );
+
+    // A damaged file in the repository is caught by its checksum while staging, the
+    // restore fails with DATA_LOSS, and the half-made collection is dropped again.
+    let manifest = c
+        .get_backup(&name, "local")
+        .await?
+        .manifest
+        .expect("manifest");
+    let victim = manifest_files(&manifest)
+        .find(|f| f.size_bytes > 64)
+        .expect("a file")
+        .path
+        .clone();
+    let path = server.repo_dir.join(&victim);
+    let mut bytes = std::fs::read(&path)?;
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&path, &bytes)?;
+    let job = c
+        .restore_backup(pb::RestoreBackupRequest {
+            backup: name.clone(),
+            cluster: "b".into(),
+            repository: "local".into(),
+            ..Default::default()
+        })
+        .await?;
+    let done = run_job(&mut c, job).await?;
+    let err = done.error.expect("corruption detected");
+    assert_eq!(
+        (err.code.as_str(), err.reason.as_str()),
+        ("DATA_LOSS", "FILE_CORRUPT"),
+        "{}",
+        err.message
+    );
+    assert!(err.message.contains("SHA-256"), "{}", err.message);
+    let b = DataClient::connect(&env.b_addr).await?;
+    assert!(
+        !b.has_collection("default", &coll).await?,
+        "a failed restore left {coll} behind"
     );
 
     // A backup of a collection that does not exist.

@@ -81,3 +81,111 @@ impl DeleteJob {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use milvault_proto::milvault::v1::{
+        BackupFile, BackupManifest, CollectionBackup, JobKind, JobState, SegmentBackup, job,
+    };
+
+    use super::*;
+    use crate::config::StorageConfig;
+    use crate::jobs::{Jobs, Journal, NewJob};
+    use crate::repository::FORMAT_VERSION;
+    use crate::storage::Store;
+
+    fn manifest(name: &str, paths: &[&str]) -> BackupManifest {
+        let files = paths
+            .iter()
+            .map(|p| BackupFile {
+                path: (*p).to_owned(),
+                ..Default::default()
+            })
+            .collect();
+        BackupManifest {
+            format_version: FORMAT_VERSION,
+            name: name.into(),
+            collections: vec![CollectionBackup {
+                segments: vec![SegmentBackup {
+                    insert_logs: files,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn delete_keeps_files_other_backups_reference() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let state = tempfile::tempdir().expect("tmp");
+        let mut options = BTreeMap::new();
+        options.insert("root".to_owned(), dir.path().display().to_string());
+        let store = Store::new(
+            "r",
+            &StorageConfig {
+                scheme: "fs".into(),
+                options,
+            },
+        )
+        .expect("store");
+        let repo = Repository::new("r", store.clone());
+        let (shared, own) = ("backups/a/files/x/1", "backups/a/files/x/2");
+        for key in [shared, own, "backups/b/files/y/1"] {
+            store
+                .write_small(key, b"data".to_vec())
+                .await
+                .expect("write");
+        }
+        repo.write_manifest(&manifest("a", &[shared, own]))
+            .await
+            .expect("manifest a");
+        repo.write_manifest(&manifest("b", &[shared, "backups/b/files/y/1"]))
+            .await
+            .expect("manifest b");
+
+        let jobs = Jobs::open(Journal::open(state.path()).expect("journal"), 1).expect("jobs");
+        let spec = DeleteBackupSpec {
+            name: "a".into(),
+            repository: "r".into(),
+        };
+        let run = Arc::new(DeleteJob {
+            spec: spec.clone(),
+            repository: repo.clone(),
+            concurrency: 2,
+        });
+        let new = NewJob {
+            kind: JobKind::Delete,
+            request: job::Request::DeleteBackup(spec),
+            backup: "a".into(),
+            cluster: String::new(),
+            repository: "r".into(),
+            locks: vec![],
+        };
+        let started = jobs
+            .submit(new, move |ctx| run.run(ctx))
+            .await
+            .expect("submit");
+        let mut rx = jobs.watch(&started.id).expect("watch");
+        while !crate::jobs::is_terminal(rx.borrow_and_update().state) {
+            rx.changed().await.expect("changed");
+        }
+        let done = jobs.get(&started.id).expect("get");
+        assert_eq!(done.state, JobState::Succeeded as i32, "{:?}", done.error);
+        assert!(
+            done.warnings.iter().any(|w| w.contains("kept 1 files")),
+            "{:?}",
+            done.warnings
+        );
+        assert!(
+            store.exists(shared).await.expect("stat"),
+            "a file backup b needs was deleted"
+        );
+        assert!(!store.exists(own).await.expect("stat"));
+        assert!(repo.read_manifest("a").await.expect("read").is_none());
+        assert!(repo.read_manifest("b").await.expect("read").is_some());
+    }
+}

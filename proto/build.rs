@@ -44,6 +44,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // MilvusService has an RPC named `Connect`, which would clash with the generated
         // `connect` constructor: callers build a `Channel` and use `new` instead.
         .build_transport(false)
+        // Default `Unimplemented` bodies: a test double of MilvusService implements only
+        // the RPCs it needs (our own BackupService implements every method anyway).
+        .generate_default_stubs(true)
         .compile_well_known_types(true)
         .extern_path(".google.protobuf", "::pbjson_types")
         .compile_fds(fds)?;

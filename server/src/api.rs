@@ -353,8 +353,6 @@ impl BackupService for Api {
         }))
     }
 
-    type WatchJobStream = WatchStream;
-
     async fn watch_job(
         &self,
         req: Request<WatchJobRequest>,

@@ -3,6 +3,7 @@
 //! in-process milvault-server, and drives the real CLI.
 
 pub mod complete;
+pub mod fake_milvus;
 pub mod fixtures;
 pub mod harness;
 pub mod milvus_data;

@@ -196,8 +196,10 @@ impl Jobs {
         tokio::spawn(tracing::Instrument::instrument(
             async move {
                 let outcome = this.drive(ctx.clone(), run).await;
-                ctx.finish(outcome).await;
+                // Locks go before the terminal state is published: a caller that sees
+                // the job end may start a job on the same resources at once.
                 this.release_locks(&ctx.id());
+                ctx.finish(outcome).await;
             },
             span,
         ));

@@ -15,7 +15,7 @@ use milvault_proto::milvault::v1::{
     BackupFile, BackupManifest, BackupSummary, CollectionBackup, CollectionProgress,
     CreateBackupSpec, DatabaseBackup, IndexBackup, PartitionBackup, SegmentBackup, SourceInfo,
 };
-use milvault_proto::milvus::common::SegmentState;
+use milvault_proto::milvus::common::{SegmentLevel, SegmentState};
 use prost::Message;
 
 use crate::app::Cluster;
@@ -240,6 +240,20 @@ impl BackupJob {
                     // Growing segments hold rows written after the flush; dropped ones
                     // were compacted into segments that are listed themselves.
                     continue;
+                }
+                // Formats this build cannot restore faithfully are refused here, loudly,
+                // rather than backed up into something that would lose deletes or rows.
+                if seg.level == SegmentLevel::L0 as i32 {
+                    return Err(Error::Unsupported(format!(
+                        "{}.{} has L0 delete segments (Milvus 2.4+), which this build cannot back up yet; compact the collection first",
+                        c.database, c.name
+                    )));
+                }
+                if seg.storage_version >= 2 {
+                    return Err(Error::Unsupported(format!(
+                        "{}.{} has segments in storage format v{} (Milvus 2.6), which this build cannot back up yet",
+                        c.database, c.name, seg.storage_version
+                    )));
                 }
                 let files = list_segment(&self.cluster.store, c, &seg).await?;
                 for f in segment_files(&files) {

@@ -33,6 +33,7 @@ pub struct Recorded {
 struct Model {
     collections: BTreeMap<String, (i64, ms::CollectionSchema)>,
     next_id: i64,
+    segment_level: i32,
     rec: Recorded,
 }
 
@@ -109,6 +110,11 @@ impl FakeMilvus {
 
     fn record(&self, call: &str) {
         self.lock().rec.calls.push(call.into());
+    }
+
+    /// Makes the listed segment an L0 (delete-only, 2.4+) segment.
+    pub fn set_segment_level(&self, level: i32) {
+        self.lock().segment_level = level;
     }
 
     /// A copy of what was recorded.
@@ -341,12 +347,13 @@ impl MilvusService for FakeMilvus {
     ) -> R<pb::GetPersistentSegmentInfoResponse> {
         self.record("GetPersistentSegmentInfo");
         let name = r.into_inner().collection_name;
-        let id = self
-            .lock()
-            .collections
-            .get(&name)
-            .map(|c| c.0)
-            .unwrap_or_default();
+        let (id, level) = {
+            let m = self.lock();
+            (
+                m.collections.get(&name).map(|c| c.0).unwrap_or_default(),
+                m.segment_level,
+            )
+        };
         Ok(Response::new(pb::GetPersistentSegmentInfoResponse {
             status: ok(),
             infos: vec![pb::PersistentSegmentInfo {
@@ -355,6 +362,7 @@ impl MilvusService for FakeMilvus {
                 partition_id: 2,
                 num_rows: 10,
                 state: common::SegmentState::Flushed as i32,
+                level,
                 ..Default::default()
             }],
         }))

@@ -200,3 +200,27 @@ async fn milvus_2_2_without_connect_falls_back_and_uses_describe_for_aliases() -
     assert_eq!(opts, vec!["backup"]);
     Ok(())
 }
+
+#[tokio::test]
+async fn l0_segments_are_refused_loudly() -> anyhow::Result<()> {
+    let s = setup("v2.4.10", false).await?;
+    s.fake.set_segment_level(1);
+    let mut c = s.server.client().await?;
+    let job = c
+        .create_backup(pb::CreateBackupRequest {
+            name: "b1".into(),
+            ..Default::default()
+        })
+        .await?;
+    let done = run_job(&mut c, job).await?;
+    let err = done.error.expect("refused");
+    assert_eq!(err.reason, "UNSUPPORTED");
+    assert!(err.message.contains("L0"), "{}", err.message);
+    let listed = c.list_backups("").await?;
+    assert!(
+        listed
+            .iter()
+            .all(|b| b.state != pb::BackupState::Complete as i32)
+    );
+    Ok(())
+}

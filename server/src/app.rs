@@ -75,7 +75,7 @@ impl App {
 
     /// The cluster a request means: the named one, or the only one configured.
     pub fn cluster(&self, name: &str) -> Result<&Cluster> {
-        resolve(&self.clusters, name, "cluster")
+        resolve(&self.clusters, name)
             .map_err(|_| Error::UnknownCluster {
                 name: name.to_owned(),
                 known: known(&self.clusters),
@@ -90,7 +90,7 @@ impl App {
 
     /// The repository a request means: the named one, or the only one configured.
     pub fn repository(&self, name: &str) -> Result<&Repository> {
-        resolve(&self.repositories, name, "repository")
+        resolve(&self.repositories, name)
             .map_err(|_| Error::UnknownRepository {
                 name: name.to_owned(),
                 known: known(&self.repositories),
@@ -108,7 +108,6 @@ impl App {
 fn resolve<'a, T>(
     m: &'a BTreeMap<String, T>,
     name: &str,
-    _what: &str,
 ) -> std::result::Result<Option<&'a T>, ()> {
     if name.is_empty() && !m.is_empty() {
         return Ok(if m.len() == 1 {

@@ -369,11 +369,6 @@ impl JobCtx {
         }
     }
 
-    /// The cancellation token, for `select!`.
-    pub fn cancel_token(&self) -> &CancellationToken {
-        &self.cancel
-    }
-
     async fn finish(&self, outcome: Result<()>) {
         match &outcome {
             Ok(()) => tracing::info!("job succeeded"),

@@ -87,16 +87,6 @@ impl Features {
         self.at_least(2, 3, 0)
     }
 
-    /// `BackupRBAC` / `RestoreRBAC` (passwords included): 2.4.10+.
-    pub fn supports_rbac_export(&self) -> bool {
-        self.at_least(2, 4, 10)
-    }
-
-    /// `GetFlushState` takes `flush_ts` and the collection name: 2.3.1+.
-    pub fn flush_state_by_ts(&self) -> bool {
-        self.at_least(2, 3, 1)
-    }
-
     /// How GC can be paused during a backup.
     pub fn gc_pause(&self) -> GcPause {
         if self.at_least(2, 6, 8) {
@@ -117,13 +107,6 @@ impl Features {
     /// The `skip_disk_quota_check` import option: 2.4+.
     pub fn import_skips_disk_quota(&self) -> bool {
         self.at_least(2, 4, 0)
-    }
-
-    /// Whether indexes must be created after the import (2.4+ would otherwise make the
-    /// import wait for index builds). Earlier versions do not care; we always create
-    /// them after, so this is informational.
-    pub fn index_after_import(&self) -> bool {
-        true
     }
 }
 
@@ -149,8 +132,6 @@ mod tests {
         assert_eq!(v("v2.3.5").gc_pause(), GcPause::Unavailable);
         assert_eq!(v("v2.4.10").gc_pause(), GcPause::Global);
         assert_eq!(v("v2.6.8").gc_pause(), GcPause::Ticketed);
-        assert!(!v("v2.4.9").supports_rbac_export());
-        assert!(v("v2.4.10").supports_rbac_export());
         assert!(!v("v2.3.5").binlog_import_into_partition_key());
     }
 }

@@ -54,6 +54,21 @@ pub struct ServerConfig {
     /// How many jobs run at once; later ones wait in `QUEUED`.
     #[serde(default = "default_max_jobs")]
     pub max_running_jobs: usize,
+    /// When set, every BackupService call must carry `authorization: Bearer <token>`
+    /// (health and reflection stay open for probes and discovery).
+    #[serde(default)]
+    pub auth_token: Option<Secret>,
+}
+
+/// A secret string: never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 impl Default for ServerConfig {
@@ -62,6 +77,7 @@ impl Default for ServerConfig {
             listen: default_listen(),
             state_dir: default_state_dir(),
             max_running_jobs: default_max_jobs(),
+            auth_token: None,
         }
     }
 }
@@ -375,9 +391,20 @@ storage = { scheme = "fs", root = "/var/backups/milvault/" }
 
     #[test]
     fn secrets_are_not_shown() {
-        let c = Config::from_toml(SAMPLE).expect("parse");
+        let with_token = SAMPLE.replace(
+            "state_dir = \"/tmp/x\"",
+            "state_dir = \"/tmp/x\"\nauth_token = \"tok-secret\"",
+        );
+        let c = Config::from_toml(&with_token).expect("parse");
+        assert_eq!(
+            c.server.auth_token.as_ref().map(|t| t.0.as_str()),
+            Some("tok-secret")
+        );
         let shown = format!("{:?}", c);
-        assert!(!shown.contains("shh"), "{shown}");
+        assert!(
+            !shown.contains("shh") && !shown.contains("tok-secret"),
+            "{shown}"
+        );
         assert!(
             !c.clusters["prod"]
                 .storage

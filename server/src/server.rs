@@ -8,6 +8,7 @@ use milvault_proto::milvault::v1::FILE_DESCRIPTOR_SET;
 use milvault_proto::milvault::v1::backup_service_server::BackupServiceServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::interceptor::InterceptedService;
 
 use crate::api::Api;
 use crate::app::App;
@@ -16,6 +17,35 @@ use crate::error::{Error, Result};
 
 /// Largest request or response message, both ways.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Lets a request through when no token is configured or it carries the right one.
+fn check_token(
+    expected: Option<&str>,
+    req: tonic::Request<()>,
+) -> Result<tonic::Request<()>, tonic::Status> {
+    let Some(expected) = expected else {
+        return Ok(req);
+    };
+    let given = req
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    // Compare all bytes so timing does not tell how much of a guess was right.
+    let same = given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        Ok(req)
+    } else {
+        Err(tonic::Status::unauthenticated(
+            "missing or wrong bearer token (authorization: Bearer <token>)",
+        ))
+    }
+}
 
 /// Binds `config.server.listen` and serves until `shutdown` completes.
 pub async fn run(
@@ -53,9 +83,18 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
+    let expected = app
+        .config
+        .server
+        .auth_token
+        .as_ref()
+        .map(|t| format!("Bearer {}", t.0));
     let service = BackupServiceServer::new(Api::new(app))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let service = InterceptedService::new(service, move |req: tonic::Request<()>| {
+        check_token(expected.as_deref(), req)
+    });
     tracing::info!(%local, "milvault-server listening");
     tonic::transport::Server::builder()
         .trace_fn(|req| tracing::info_span!("rpc", path = %req.uri().path()))

@@ -1,0 +1,57 @@
+//! With `server.auth_token` set, BackupService calls need `authorization: Bearer
+//! <token>`; health and reflection stay open for probes and discovery.
+
+use milvault_sdk::{Client, SdkError};
+use milvault_tests::harness::{TestServer, cli};
+
+#[tokio::test]
+async fn the_api_needs_the_token_and_health_does_not() -> anyhow::Result<()> {
+    let state = tempfile::tempdir()?;
+    let repo = tempfile::tempdir()?;
+    let toml = format!(
+        "[server]\nstate_dir = \"{}\"\nauth_token = \"s3cret-token\"\n[repositories.local]\nstorage = {{ scheme = \"fs\", root = \"{}\" }}\n",
+        state.path().display(),
+        repo.path().display()
+    );
+    let server = TestServer::start_with(&toml, vec![state, repo]).await?;
+    let _ = server.client().await?;
+
+    let mut anonymous = Client::connect(&server.endpoint).await?;
+    match anonymous.server_info().await {
+        Err(SdkError::Status(s)) => assert_eq!(s.code(), tonic::Code::Unauthenticated),
+        other => panic!("expected UNAUTHENTICATED, got {other:?}"),
+    }
+    let mut wrong = Client::connect_with(&server.endpoint, Some("s3cret-tokem")).await?;
+    assert!(wrong.server_info().await.is_err());
+    let mut right = Client::connect_with(&server.endpoint, Some("s3cret-token")).await?;
+    assert_eq!(right.server_info().await?.repositories.len(), 1);
+
+    // The CLI passes --token through.
+    let out = cli(
+        &server.endpoint,
+        &["--token", "s3cret-token", "backup", "list"],
+    )
+    .await?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(&server.endpoint, &["backup", "list"]).await?;
+    assert_eq!(out.status.code(), Some(2));
+
+    // Health answers without a token (grpcurl from scripts/setup.sh).
+    let grpcurl = std::env::var("MILVAULT_TEST_GRPCURL").unwrap_or_else(|_| "grpcurl".to_owned());
+    let addr = server.endpoint.trim_start_matches("http://").to_owned();
+    let out = tokio::process::Command::new(grpcurl)
+        .args(["-plaintext", &addr, "grpc.health.v1.Health/Check"])
+        .output()
+        .await?;
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("SERVING"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    server.stop().await;
+    Ok(())
+}

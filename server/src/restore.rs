@@ -173,7 +173,7 @@ impl RestoreJob {
                 p.bytes_total = self
                     .targets
                     .iter()
-                    .map(|t| self.manifest.collections[t.source].size_bytes)
+                    .map(|t| staged_bytes(&self.manifest.collections[t.source]))
                     .sum();
                 p.collections = self
                     .targets
@@ -196,9 +196,9 @@ impl RestoreJob {
         if self.spec.collections.is_empty() && client.features().supports_databases() {
             let have: BTreeSet<String> = client.list_databases().await?.into_iter().collect();
             for db in &self.manifest.databases {
-                let target = self.spec.database_map.get(&db.name).unwrap_or(&db.name);
-                if !have.contains(target) {
-                    client.create_database(target).await?;
+                let target = self.target_database(&db.name);
+                if !have.contains(&target) {
+                    client.create_database(&target).await?;
                 }
             }
         }
@@ -242,14 +242,8 @@ impl RestoreJob {
                 .filter(|_| self.spec.restore_rbac)
             {
                 ctx.phase("restoring users, roles and grants").await;
-                let map = |db: &str| {
-                    self.spec
-                        .database_map
-                        .get(db)
-                        .cloned()
-                        .unwrap_or_else(|| db.to_owned())
-                };
-                let report = crate::rbac::import(&client, rbac, map).await?;
+                let report =
+                    crate::rbac::import(&client, rbac, |db| self.target_database(db)).await?;
                 if !report.users_needing_password_reset.is_empty() {
                     ctx.warn(format!(
                         "users created with a random password that an administrator must reset: {}",
@@ -285,6 +279,15 @@ impl RestoreJob {
             }
         }
         result
+    }
+
+    /// The target database of a backed-up database (`database_map`, else the same).
+    fn target_database(&self, db: &str) -> String {
+        self.spec
+            .database_map
+            .get(db)
+            .cloned()
+            .unwrap_or_else(|| db.to_owned())
     }
 
     /// Checks every target before anything is written; returns the indexes of targets

@@ -96,6 +96,16 @@ enum BackupCmd {
         #[arg(long, default_value = "")]
         repository: String,
     },
+    /// Re-read every file of a backup and check it against the manifest's SHA-256.
+    Verify {
+        /// Backup name.
+        name: String,
+        /// Repository.
+        #[arg(long, default_value = "")]
+        repository: String,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
     /// Delete a backup.
     Delete {
         /// Backup name.
@@ -246,6 +256,14 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Backup(BackupCmd::Get { name, repository }) => {
             output::backup(&client.get_backup(&name, &repository).await?, format)
+        }
+        Command::Backup(BackupCmd::Verify {
+            name,
+            repository,
+            wait,
+        }) => {
+            let job = client.verify_backup(&name, &repository).await?;
+            return follow(&mut client, job, &wait, format).await;
         }
         Command::Backup(BackupCmd::Delete {
             name,

@@ -155,6 +155,19 @@ impl Client {
         job_of(self.inner.delete_backup(req).await?.into_inner().job)
     }
 
+    /// Starts re-reading a backup's files against their checksums; returns its job.
+    pub async fn verify_backup(
+        &mut self,
+        name: &str,
+        repository: &str,
+    ) -> Result<pb::Job, SdkError> {
+        let req = pb::VerifyBackupRequest {
+            name: name.to_owned(),
+            repository: repository.to_owned(),
+        };
+        job_of(self.inner.verify_backup(req).await?.into_inner().job)
+    }
+
     /// One backup with its manifest.
     pub async fn get_backup(
         &mut self,

@@ -13,7 +13,8 @@ use milvault_proto::milvault::v1::{
     GetBackupRequest, GetBackupResponse, GetJobRequest, GetJobResponse, GetServerInfoRequest,
     GetServerInfoResponse, JobKind, ListBackupsRequest, ListBackupsResponse, ListJobsRequest,
     ListJobsResponse, RepositoryInfo, RestoreBackupRequest, RestoreBackupResponse,
-    RestoreBackupSpec, StorageInfo, WatchJobRequest, WatchJobResponse, job,
+    RestoreBackupSpec, StorageInfo, VerifyBackupRequest, VerifyBackupResponse, VerifyBackupSpec,
+    WatchJobRequest, WatchJobResponse, job,
 };
 use tonic::{Request, Response, Status};
 
@@ -24,6 +25,7 @@ use crate::error::{Error, Result};
 use crate::jobs::{Lock, NewJob, is_terminal};
 use crate::restore::{RestoreJob, plan_targets};
 use crate::selection::{Filter, validate_backup_name};
+use crate::verify::VerifyJob;
 
 /// The service implementation.
 #[derive(Clone)]
@@ -189,6 +191,34 @@ impl Api {
         self.app.jobs.submit(new, move |ctx| job.run(ctx)).await
     }
 
+    async fn verify_inner(
+        &self,
+        req: VerifyBackupRequest,
+    ) -> Result<milvault_proto::milvault::v1::Job> {
+        validate_backup_name(&req.name)?;
+        let repository = self.app.repository(&req.repository)?.clone();
+        // Refused at once when there is nothing complete to verify.
+        repository.load_complete(&req.name).await?;
+        let spec = VerifyBackupSpec {
+            name: req.name.clone(),
+            repository: repository.name().to_owned(),
+        };
+        let job = Arc::new(VerifyJob {
+            spec: spec.clone(),
+            repository: repository.clone(),
+            concurrency: self.app.config.limits.copy_concurrency,
+        });
+        let new = NewJob {
+            kind: JobKind::Verify,
+            request: job::Request::VerifyBackup(spec),
+            backup: req.name.clone(),
+            cluster: String::new(),
+            repository: repository.name().to_owned(),
+            locks: vec![backup_lock(repository.name(), &req.name, false)],
+        };
+        self.app.jobs.submit(new, move |ctx| job.run(ctx)).await
+    }
+
     async fn delete_inner(
         &self,
         req: DeleteBackupRequest,
@@ -325,6 +355,14 @@ impl BackupService for Api {
     ) -> std::result::Result<Response<RestoreBackupResponse>, Status> {
         let job = self.restore_inner(req.into_inner()).await?;
         Ok(Response::new(RestoreBackupResponse { job: Some(job) }))
+    }
+
+    async fn verify_backup(
+        &self,
+        req: Request<VerifyBackupRequest>,
+    ) -> std::result::Result<Response<VerifyBackupResponse>, Status> {
+        let job = self.verify_inner(req.into_inner()).await?;
+        Ok(Response::new(VerifyBackupResponse { job: Some(job) }))
     }
 
     async fn get_job(

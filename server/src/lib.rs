@@ -11,7 +11,7 @@
 //! - [`milvus`] — the Milvus client, version gates, GC pause, schema conversion.
 //! - [`rbac`] — users, roles and grants out of and into Milvus.
 //! - [`jobs`] — background jobs, their watch channels and journal.
-//! - [`backup`], [`restore`], [`delete`] — the three kinds of job; [`row_copy`] —
+//! - [`backup`], [`restore`], [`delete`], [`verify`] — the kinds of job; [`row_copy`] —
 //!   query-and-insert restore for partition-key collections on Milvus < 2.4.
 //! - [`api`] — the tonic edge: validate, start or read, map errors.
 //! - [`app`] — shared state and name resolution; [`server`] — wiring and `run`.
@@ -33,6 +33,7 @@ pub mod selection;
 pub mod server;
 pub mod storage;
 pub mod telemetry;
+pub mod verify;
 
 pub use config::Config;
 pub use error::{Error, Result};

@@ -244,6 +244,34 @@ impl Store {
         }
         Ok(copied)
     }
+
+    /// Reads an object through and returns its size and SHA-256, keeping no bytes.
+    pub async fn hash(&self, key: &str) -> Result<Copied> {
+        let reader = self
+            .op
+            .reader(key)
+            .await
+            .map_err(|e| self.err("read", key, e))?;
+        let mut stream = reader
+            .into_bytes_stream(..)
+            .await
+            .map_err(|e| self.err("read", key, e))?;
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        while let Some(chunk) = stream.try_next().await.map_err(|e| Error::Storage {
+            storage: self.name.clone(),
+            operation: "read",
+            path: key.to_owned(),
+            message: e.to_string(),
+        })? {
+            hasher.update(&chunk);
+            size += chunk.len() as u64;
+        }
+        Ok(Copied {
+            size,
+            sha256: hex::encode(hasher.finalize()),
+        })
+    }
 }
 
 #[cfg(test)]

@@ -121,6 +121,13 @@ async fn bad_requests_get_precise_statuses() -> anyhow::Result<()> {
         vec!["_default".to_string()]
     );
 
+    // Verify reads every file back: clean now.
+    let job = c.verify_backup(&name, "local").await?;
+    let done = run_job(&mut c, job).await?;
+    assert_succeeded(&done);
+    let p = done.progress.expect("progress");
+    assert!(p.files_done > 0 && p.files_done == p.files_total, "{p:?}");
+
     // A damaged file in the repository is caught by its checksum while staging, the
     // restore fails with DATA_LOSS, and the half-made collection is dropped again.
     let manifest = c
@@ -159,6 +166,17 @@ async fn bad_requests_get_precise_statuses() -> anyhow::Result<()> {
     assert!(
         !b.has_collection("default", &coll).await?,
         "a failed restore left {coll} behind"
+    );
+    // ... and verify names the damaged file.
+    let job = c.verify_backup(&name, "local").await?;
+    let done = run_job(&mut c, job).await?;
+    let err = done.error.expect("verify finds the damage");
+    assert_eq!(err.code, "DATA_LOSS");
+    assert!(err.message.contains(&victim), "{}", err.message);
+    assert!(
+        done.warnings.iter().any(|w| w.contains(&victim)),
+        "{:?}",
+        done.warnings
     );
 
     // A backup of a collection that does not exist.

@@ -41,6 +41,48 @@ pub struct Lock {
 struct Entry {
     tx: watch::Sender<Job>,
     cancel: CancellationToken,
+    persist: Persister,
+}
+
+/// Writes one job's snapshots to the journal in order: every snapshot is stamped
+/// when it is taken, and a write older than the last one written is dropped, so a
+/// slow progress write can never overwrite a later terminal state.
+#[derive(Clone)]
+struct Persister {
+    journal: Journal,
+    clock: Arc<Mutex<u64>>,
+    written: Arc<Mutex<u64>>,
+}
+
+impl Persister {
+    fn new(journal: Journal) -> Self {
+        Self {
+            journal,
+            clock: Arc::new(Mutex::new(0)),
+            written: Arc::new(Mutex::new(0)),
+        }
+    }
+
+    /// Takes the current snapshot with its stamp.
+    fn stamp(&self, tx: &watch::Sender<Job>) -> (u64, Job) {
+        let mut clock = lock(&self.clock);
+        *clock += 1;
+        (*clock, tx.borrow().clone())
+    }
+
+    async fn write(&self, (stamp, job): (u64, Job)) -> Result<()> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut written = lock(&this.written);
+            if stamp > *written {
+                this.journal.put_blocking(&job)?;
+                *written = stamp;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("job journal write task: {e}")))?
+    }
 }
 
 struct Inner {
@@ -120,6 +162,7 @@ impl Jobs {
                 Entry {
                     tx,
                     cancel: CancellationToken::new(),
+                    persist: Persister::new(journal.clone()),
                 },
             );
         }
@@ -177,18 +220,20 @@ impl Jobs {
         }
         let (tx, _) = watch::channel(job.clone());
         let cancel = CancellationToken::new();
+        let persist = Persister::new(self.inner.journal.clone());
         lock(&self.inner.entries).insert(
             id.clone(),
             Entry {
                 tx: tx.clone(),
                 cancel: cancel.clone(),
+                persist: persist.clone(),
             },
         );
 
         let ctx = JobCtx {
             tx,
             cancel,
-            journal: self.inner.journal.clone(),
+            persist,
             last_persist: Arc::new(Mutex::new(Instant::now())),
         };
         let this = self.clone();
@@ -271,12 +316,12 @@ impl Jobs {
 
     /// Asks a job to stop; terminal jobs are returned unchanged.
     pub async fn cancel(&self, id: &str) -> Result<Job> {
-        let (tx, token) = {
+        let (tx, token, persist) = {
             let entries = lock(&self.inner.entries);
             let e = entries
                 .get(id)
                 .ok_or_else(|| Error::JobNotFound(id.to_owned()))?;
-            (e.tx.clone(), e.cancel.clone())
+            (e.tx.clone(), e.cancel.clone(), e.persist.clone())
         };
         if !is_terminal(tx.borrow().state) {
             token.cancel();
@@ -285,8 +330,7 @@ impl Jobs {
                     j.state = JobState::Cancelling as i32;
                 }
             });
-            let snapshot = tx.borrow().clone();
-            self.inner.journal.put(snapshot).await?;
+            persist.write(persist.stamp(&tx)).await?;
         }
         let job = tx.borrow().clone();
         Ok(job)
@@ -298,7 +342,7 @@ impl Jobs {
 pub struct JobCtx {
     tx: watch::Sender<Job>,
     cancel: CancellationToken,
-    journal: Journal,
+    persist: Persister,
     last_persist: Arc<Mutex<Instant>>,
 }
 
@@ -327,10 +371,10 @@ impl JobCtx {
             }
         };
         if due {
-            let journal = self.journal.clone();
-            let job = self.snapshot();
+            let persist = self.persist.clone();
+            let stamped = persist.stamp(&self.tx);
             tokio::spawn(async move {
-                if let Err(e) = journal.put(job).await {
+                if let Err(e) = persist.write(stamped).await {
                     tracing::warn!(error = %e, "could not journal job progress");
                 }
             });
@@ -341,7 +385,7 @@ impl JobCtx {
     pub async fn update_now(&self, f: impl FnOnce(&mut Job)) {
         self.tx.send_modify(f);
         *lock(&self.last_persist) = Instant::now();
-        if let Err(e) = self.journal.put(self.snapshot()).await {
+        if let Err(e) = self.persist.write(self.persist.stamp(&self.tx)).await {
             tracing::warn!(error = %e, "could not journal job state");
         }
     }
@@ -475,6 +519,26 @@ mod tests {
         let j = reopened.get("stuck").expect("get");
         assert_eq!(j.state, JobState::Failed as i32);
         assert_eq!(j.error.expect("error").reason, "SERVER_RESTARTED");
+    }
+
+    #[tokio::test]
+    async fn an_older_snapshot_never_overwrites_a_newer_one() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let journal = Journal::open(dir.path()).expect("journal");
+        let persist = Persister::new(journal.clone());
+        let (tx, _) = watch::channel(Job {
+            id: "j".into(),
+            state: JobState::Running as i32,
+            ..Default::default()
+        });
+        let older = persist.stamp(&tx);
+        tx.send_modify(|j| j.state = JobState::Succeeded as i32);
+        let newer = persist.stamp(&tx);
+        persist.write(newer).await.expect("write");
+        persist.write(older).await.expect("write");
+        let stored = journal.load_all().expect("load");
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].state, JobState::Succeeded as i32);
     }
 
     #[tokio::test]

@@ -313,20 +313,16 @@ impl BackupJob {
                         message: format!("listed with {} bytes, read {} bytes", p.size, copied.size),
                     });
                 }
-                ctx.update(|j| {
-                    if let Some(pr) = j.progress.as_mut() {
-                        pr.bytes_done += copied.size;
-                        pr.files_done += 1;
-                        if let Some(cp) = pr.collections.get_mut(p.collection) {
-                            cp.bytes_done += copied.size;
-                            cp.files_done += 1;
-                            if cp.files_done == cp.files_total {
+                if ctx.file_done(Some(p.collection), copied.size) {
+                    ctx.update(|j| {
+                        if let Some(pr) = j.progress.as_mut() {
+                            pr.collections_done += 1;
+                            if let Some(cp) = pr.collections.get_mut(p.collection) {
                                 cp.phase = "copied".into();
-                                pr.collections_done += 1;
                             }
                         }
-                    }
-                });
+                    });
+                }
                 Ok::<_, Error>((p.source_key, copied))
             }
         }))

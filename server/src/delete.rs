@@ -60,12 +60,7 @@ impl DeleteJob {
             let ctx = ctx.clone();
             async move {
                 store.delete(&o.key).await?;
-                ctx.update(|j| {
-                    if let Some(p) = j.progress.as_mut() {
-                        p.files_done += 1;
-                        p.bytes_done += o.size;
-                    }
-                });
+                ctx.file_done(None, o.size);
                 Ok::<_, Error>(())
             }
         }))

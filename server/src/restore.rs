@@ -680,16 +680,7 @@ impl RestoreJob {
             async move {
                 ctx.check_cancelled()?;
                 let c = repo.copy_to(&from, &dst, &to, Some(&want)).await?;
-                ctx.update(|j| {
-                    if let Some(p) = j.progress.as_mut() {
-                        p.bytes_done += c.size;
-                        p.files_done += 1;
-                        if let Some(cp) = p.collections.get_mut(n) {
-                            cp.bytes_done += c.size;
-                            cp.files_done += 1;
-                        }
-                    }
-                });
+                ctx.file_done(Some(n), c.size);
                 Ok::<_, Error>(())
             }
         }))

@@ -51,12 +51,7 @@ impl VerifyJob {
                     )),
                     Err(e) => Some(format!("{}: {e}", f.path)),
                 };
-                ctx.update(|j| {
-                    if let Some(p) = j.progress.as_mut() {
-                        p.files_done += 1;
-                        p.bytes_done += f.size_bytes;
-                    }
-                });
+                ctx.file_done(None, f.size_bytes);
                 Ok::<_, Error>(problem)
             }
         });

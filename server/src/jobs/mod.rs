@@ -390,6 +390,25 @@ impl JobCtx {
         }
     }
 
+    /// Counts one file of `bytes` as done, overall and for collection `collection`
+    /// (an index into `progress.collections`); returns whether that collection's files
+    /// are now all done.
+    pub fn file_done(&self, collection: Option<usize>, bytes: u64) -> bool {
+        let mut finished = false;
+        self.update(|j| {
+            if let Some(p) = j.progress.as_mut() {
+                p.bytes_done += bytes;
+                p.files_done += 1;
+                if let Some(cp) = collection.and_then(|i| p.collections.get_mut(i)) {
+                    cp.bytes_done += bytes;
+                    cp.files_done += 1;
+                    finished = cp.files_done == cp.files_total;
+                }
+            }
+        });
+        finished
+    }
+
     /// Sets the phase (journaled).
     pub async fn phase(&self, phase: &str) {
         tracing::info!(phase, "job phase");

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Starts and stops the real services Milvault's integration tests and demo use.
 #
-#   bash scripts/services.sh up [all|a|b]   (re)start from empty instances
-#   bash scripts/services.sh down           stop all, remove netns, wipe data
+#   bash scripts/services.sh up [all|a|b|c] (re)start from empty instances
+#   bash scripts/services.sh down [all|c]   stop all (or C), remove netns, wipe data
 #   bash scripts/services.sh status         one line per service
 #   bash scripts/services.sh env            print the env file written by up
 #
@@ -16,7 +16,22 @@
 #   Milvus B  "target": Milvus 2.3.5 standalone in netns milvault-b, storage on
 #             moto (bucket milvus-b, root path files), reached from the host
 #             over a veth pair at 10.99.0.2:19530 / 10.99.0.2:9091.
+#   Milvus C  "old": Milvus 2.2.16 standalone in netns milvault-c, local
+#             storage under $STATE/milvus-c/data (on the host filesystem, so
+#             tests read and write its binlog folders directly), reached from
+#             the host over its own veth pair at 10.98.0.2:19530 / :9091.
+#             Started in parallel with A and B.
 # `up a` starts Milvus A only (the demo); `up b` starts moto and Milvus B.
+# `up a`, `up b` and `up all` first stop everything (as `down`). `up c` and
+# `down c` touch Milvus C only: A, B and moto keep running (C shares nothing
+# with them), and the env file keeps their lines.
+#
+# Names and addresses of the two namespaces can be overridden (e.g. to try
+# this script beside a running set, with another MILVAULT_SERVICES_DIR):
+#   MILVAULT_B_NETNS MILVAULT_B_VETH_HOST MILVAULT_B_VETH_NS
+#   MILVAULT_B_HOST_IP MILVAULT_B_NS_IP (defaults milvault-b, mvault-host,
+#   mvault-ns, 10.99.0.1, 10.99.0.2), and the same with C_ (defaults
+#   milvault-c, mvault-c-host, mvault-c-ns, 10.98.0.1, 10.98.0.2); /24 each.
 #
 # Milvus comes from the PyPI `milvus` wheel (binaries unpacked by setup.sh)
 # but is started by lib/milvus_launch.py rather than the `milvus-server`
@@ -24,9 +39,9 @@
 # looks busy, e.g. 9091 -> 9092 because of TIME_WAIT left by a previous run).
 # Each service runs in its own session (setsid); `down` kills the groups.
 #
-# Note: every Milvus 2.3.5 writes /run/milvus/standalone.pid (hard-coded);
-# A and B share that file. Harmless: Milvus only takes a non-blocking lock
-# on it and carries on when it is held.
+# Note: every Milvus (2.3.5 and 2.2.16) writes /run/milvus/standalone.pid
+# (hard-coded); A, B and C share that file. Harmless: Milvus only takes a
+# non-blocking lock on it and carries on when it is held.
 #
 # `up` writes $STATE/env (export lines, see write_env) for tests to source.
 # State dir: ${MILVAULT_SERVICES_DIR:-/tmp/milvault-services}. Logs stay in
@@ -43,12 +58,19 @@ STATE="${MILVAULT_SERVICES_DIR:-/tmp/milvault-services}"
 TIMEOUT="${MILVAULT_SERVICES_TIMEOUT:-180}" # seconds, per `up`
 STOP_GRACE=3 # seconds between SIGTERM and SIGKILL on `down`
 
-NETNS=milvault-b
-VETH_HOST=mvault-host # interface names: at most 15 characters
-VETH_NS=mvault-ns
-HOST_IP=10.99.0.1
-NS_IP=10.99.0.2
+NETNS="${MILVAULT_B_NETNS:-milvault-b}"
+VETH_HOST="${MILVAULT_B_VETH_HOST:-mvault-host}" # interface names: at most 15 characters
+VETH_NS="${MILVAULT_B_VETH_NS:-mvault-ns}"
+HOST_IP="${MILVAULT_B_HOST_IP:-10.99.0.1}"
+NS_IP="${MILVAULT_B_NS_IP:-10.99.0.2}"
 NET_PREFIX=24
+
+# Milvus C (2.2.16) in a namespace of its own.
+C_NETNS="${MILVAULT_C_NETNS:-milvault-c}"
+C_VETH_HOST="${MILVAULT_C_VETH_HOST:-mvault-c-host}"
+C_VETH_NS="${MILVAULT_C_VETH_NS:-mvault-c-ns}"
+C_HOST_IP="${MILVAULT_C_HOST_IP:-10.98.0.1}"
+C_NS_IP="${MILVAULT_C_NS_IP:-10.98.0.2}"
 
 S3_BIND=0.0.0.0
 S3_PORT=9000
@@ -81,6 +103,12 @@ require_tools() {
   [[ -x "$MILVAULT_BIN/moto_server" ]] || die "$MILVAULT_BIN/moto_server missing: run scripts/setup.sh first"
   [[ -x "$MILVAULT_MILVUS_RUNTIME/bin/milvus" ]] \
     || die "$MILVAULT_MILVUS_RUNTIME/bin/milvus missing: run scripts/setup.sh first"
+}
+
+require_tools_c() {
+  [[ -x "$MILVAULT_VENV_22/bin/python" ]] || die "$MILVAULT_VENV_22 missing: run scripts/setup.sh first"
+  [[ -x "$MILVAULT_MILVUS22_RUNTIME/bin/milvus" ]] \
+    || die "$MILVAULT_MILVUS22_RUNTIME/bin/milvus missing: run scripts/setup.sh first"
 }
 
 # yaml_get FILE SECTION KEY: value of "SECTION:\n  KEY: value" (two levels,
@@ -130,15 +158,16 @@ stop_groups() {
   die "process groups ${pgids[*]} survived SIGKILL"
 }
 
-# Kill leftovers of ours whose pgid file is gone (e.g. $STATE was deleted by
-# hand). Ours = a milvus / milvus-server / launcher / moto_server process
-# whose working directory is inside $STATE (each service starts there).
+# sweep_strays [DIR]: kill leftovers of ours whose pgid file is gone (e.g.
+# $STATE was deleted by hand). Ours = a milvus / milvus-server / launcher /
+# moto_server process whose working directory is inside DIR (default $STATE;
+# each service starts there, and Milvus runs in $STATE/milvus-X).
 sweep_strays() {
-  local dir pid cwd cmd pgid
+  local top="${1:-$STATE}" dir pid cwd cmd pgid
   for dir in /proc/[0-9]*; do
     pid="${dir#/proc/}"
     cwd="$(readlink "$dir/cwd" 2>/dev/null)" || continue
-    [[ "$cwd" == "$STATE" || "$cwd" == "$STATE"/* ]] || continue
+    [[ "$cwd" == "$top" || "$cwd" == "$top"/* ]] || continue
     cmd="$(tr '\0' ' ' <"$dir/cmdline" 2>/dev/null)" || continue
     [[ "$cmd" =~ (milvus\ run|milvus-server|milvus_launch|moto_server) ]] || continue
     pgid="$(ps -o pgid= -p "$pid" 2>/dev/null | tr -d ' ')" || continue
@@ -175,30 +204,42 @@ require_ports_free() {
 }
 
 # ------------------------------------------------------------ network ------
+# netns_up NETNS VETH_HOST VETH_NS HOST_IP NS_IP: a namespace with loopback
+# up and a veth pair HOST_IP (host end) <-> NS_IP (inside), both /NET_PREFIX.
 netns_up() {
+  local netns="$1" veth_host="$2" veth_ns="$3" host_ip="$4" ns_ip="$5"
   # Refuse to shadow a network that exists here for another reason.
-  if [[ -n "$(ip -4 -o addr show to "$HOST_IP/$NET_PREFIX")" ]]; then
-    die "$HOST_IP/$NET_PREFIX is already used on this host: $(ip -4 -o addr show to "$HOST_IP/$NET_PREFIX")"
+  if [[ -n "$(ip -4 -o addr show to "$host_ip/$NET_PREFIX")" ]]; then
+    die "$host_ip/$NET_PREFIX is already used on this host: $(ip -4 -o addr show to "$host_ip/$NET_PREFIX")"
   fi
-  log "network: netns $NETNS, veth $VETH_HOST ($HOST_IP) <-> $VETH_NS ($NS_IP)"
-  ip netns add "$NETNS"
-  ip netns exec "$NETNS" ip link set lo up
-  ip link add "$VETH_HOST" type veth peer name "$VETH_NS"
-  ip link set "$VETH_NS" netns "$NETNS"
-  ip addr add "$HOST_IP/$NET_PREFIX" dev "$VETH_HOST"
-  ip link set "$VETH_HOST" up
-  ip netns exec "$NETNS" ip addr add "$NS_IP/$NET_PREFIX" dev "$VETH_NS"
-  ip netns exec "$NETNS" ip link set "$VETH_NS" up
+  log "network: netns $netns, veth $veth_host ($host_ip) <-> $veth_ns ($ns_ip)"
+  ip netns add "$netns"
+  ip netns exec "$netns" ip link set lo up
+  ip link add "$veth_host" type veth peer name "$veth_ns"
+  ip link set "$veth_ns" netns "$netns"
+  ip addr add "$host_ip/$NET_PREFIX" dev "$veth_host"
+  ip link set "$veth_host" up
+  ip netns exec "$netns" ip addr add "$ns_ip/$NET_PREFIX" dev "$veth_ns"
+  ip netns exec "$netns" ip link set "$veth_ns" up
 }
 
+# netns_down NETNS VETH_HOST
 netns_down() {
+  local netns="$1" veth_host="$2" pid
   # Deleting the netns destroys its veth end and with it the pair; the host
   # end is deleted explicitly in case the netns was already gone.
-  if ip netns list | grep -qw "$NETNS"; then
-    ip netns delete "$NETNS"
+  if ip netns list | awk '{print $1}' | grep -qxF "$netns"; then
+    # Anything still running in the namespace is a leftover of our service
+    # there (its group was stopped above): it would keep the namespace and
+    # the veth alive after `ip netns delete`.
+    for pid in $(ip netns pids "$netns" 2>/dev/null); do
+      log "killing leftover process $pid in netns $netns"
+      kill -KILL "$pid" 2>/dev/null || true
+    done
+    ip netns delete "$netns"
   fi
   # (The kernel destroys the pair asynchronously: tolerate "already gone".)
-  ip link delete "$VETH_HOST" 2>/dev/null || true
+  ip link delete "$veth_host" 2>/dev/null || true
 }
 
 # ----------------------------------------------------------- services ------
@@ -246,38 +287,60 @@ wait_moto_and_create_bucket() {
   log "moto ready, bucket $S3_BUCKET created"
 }
 
-# start_milvus a|b: fresh data dir, Milvus 2.3.5 with the binaries setup.sh
-# unpacked, config rendered from the wheel's template by lib/milvus_launch.py.
+# start_milvus a|b|c: fresh data dir, config rendered from the wheel's
+# template by lib/milvus_launch.py, binaries setup.sh unpacked: Milvus 2.3.5
+# for A and B, 2.2.16 (its own venv and runtime) for C.
 start_milvus() {
-  local which="$1" dir="$STATE/milvus-$1" cmd=()
+  local which="$1" dir="$STATE/milvus-$1" cmd=() venv="$MILVAULT_VENV" runtime="$MILVAULT_MILVUS_RUNTIME"
+  if [[ "$which" == c ]]; then
+    venv="$MILVAULT_VENV_22"
+    runtime="$MILVAULT_MILVUS22_RUNTIME"
+  fi
   rm -rf "$dir"
   mkdir -p "$dir"
-  cmd=("$MILVAULT_VENV/bin/python" "$LIB_DIR/milvus_launch.py"
-    --data "$dir" --bin "$MILVAULT_MILVUS_RUNTIME/bin" --metrics-port "$MGMT_PORT")
-  if [[ "$which" == a ]]; then
-    cmd+=(--set common.storageType=local)
-  else
-    # Milvus B sees moto at the host end of the veth.
-    cmd=(ip netns exec "$NETNS" "${cmd[@]}"
-      --set common.storageType=minio
-      --set "minio.address=$HOST_IP"
-      --set "minio.port=$S3_PORT"
-      --set "minio.accessKeyID=$S3_KEY"
-      --set "minio.secretAccessKey=$S3_SECRET"
-      --set "minio.bucketName=$S3_BUCKET"
-      --set "minio.rootPath=$S3_ROOT"
-      --set minio.useSSL=false
-      --set "minio.region=$S3_REGION")
-  fi
+  cmd=("$venv/bin/python" "$LIB_DIR/milvus_launch.py"
+    --data "$dir" --bin "$runtime/bin" --metrics-port "$MGMT_PORT")
+  case "$which" in
+    a) cmd+=(--set common.storageType=local) ;;
+    b)
+      # Milvus B sees moto at the host end of the veth.
+      cmd=(ip netns exec "$NETNS" "${cmd[@]}"
+        --set common.storageType=minio
+        --set "minio.address=$HOST_IP"
+        --set "minio.port=$S3_PORT"
+        --set "minio.accessKeyID=$S3_KEY"
+        --set "minio.secretAccessKey=$S3_SECRET"
+        --set "minio.bucketName=$S3_BUCKET"
+        --set "minio.rootPath=$S3_ROOT"
+        --set minio.useSSL=false
+        --set "minio.region=$S3_REGION")
+      ;;
+    c)
+      # The 2.2 wheel's template says `log.level: debug` (upstream Milvus
+      # 2.2 ships info, as the 2.3.5 wheel does): debug logs cost disk and
+      # CPU on a 2-core machine for nothing the tests read. Everything else
+      # keeps the wheel's defaults (auto-compaction on, syncPeriod 600 s...):
+      # tests that need otherwise set collection properties.
+      cmd=(ip netns exec "$C_NETNS" "${cmd[@]}"
+        --set common.storageType=local
+        --set log.level=info)
+      ;;
+  esac
   log "starting milvus-$which"
   launch "milvus-$which" "${cmd[@]}"
 }
 
-milvus_host() { if [[ "$1" == a ]]; then echo 127.0.0.1; else echo "$NS_IP"; fi; }
+milvus_host() {
+  case "$1" in
+    a) echo 127.0.0.1 ;;
+    b) echo "$NS_IP" ;;
+    c) echo "$C_NS_IP" ;;
+  esac
+}
 
-# milvus_ready a|b: gRPC port accepts connections and /healthz answers OK,
-# both checked from the host (for B this also proves it listens on the veth
-# address, not only on the netns loopback).
+# milvus_ready a|b|c: gRPC port accepts connections and /healthz answers OK,
+# both checked from the host (for B and C this also proves it listens on the
+# veth address, not only on the netns loopback).
 milvus_ready() {
   local host
   host="$(milvus_host "$1")"
@@ -360,6 +423,14 @@ write_env() {
       echo "export MILVAULT_TEST_S3_REPO_BUCKET=$S3_REPO_BUCKET"
       echo "export MILVAULT_TEST_B_ROOT=$S3_ROOT"
     fi
+    if [[ -f "$STATE/milvus-c.pgid" ]]; then
+      # Milvus C (2.2.16): local storage root, on the host filesystem.
+      data="$(yaml_get "$STATE/milvus-c/configs/milvus.yaml" localStorage path)"
+      [[ "$data" == /* ]] || die "could not read localStorage.path of milvus-c"
+      echo "export MILVAULT_TEST_C_ADDR=http://$C_NS_IP:$GRPC_PORT"
+      echo "export MILVAULT_TEST_C_MGMT=http://$C_NS_IP:$MGMT_PORT"
+      echo "export MILVAULT_TEST_C_DATA=$data"
+    fi
     if [[ -f "$STATE/moto.pgid" ]]; then
       # From the host; Milvus B itself uses http://$HOST_IP:$S3_PORT.
       echo "export MILVAULT_TEST_S3_ENDPOINT=http://127.0.0.1:$S3_PORT"
@@ -372,17 +443,35 @@ write_env() {
 }
 
 # ----------------------------------------------------------- commands ------
+# down_c: stop Milvus C only and remove its namespace and data.
+down_c() {
+  stop_groups milvus-c
+  sweep_strays "$STATE/milvus-c"
+  netns_down "$C_NETNS" "$C_VETH_HOST"
+  collect_milvus_logs c
+  rm -rf "$STATE/milvus-c"
+}
+
 cmd_down() {
+  local what="${1:-all}" which
+  case "$what" in all | c) ;; *) die "usage: $0 down [all|c]" ;; esac
   require_root
   mkdir -p "$STATE"
-  local which
-  stop_groups milvus-a milvus-b moto
+  if [[ "$what" == c ]]; then
+    down_c
+    # Keep the env file true for what still runs.
+    if [[ -f "$STATE/env" ]]; then write_env; fi
+    log "down (c)"
+    return 0
+  fi
+  stop_groups milvus-a milvus-b milvus-c moto
   sweep_strays
-  netns_down
+  netns_down "$NETNS" "$VETH_HOST"
+  netns_down "$C_NETNS" "$C_VETH_HOST"
   if ((STOPPED_SOMETHING)); then
     wait_ports_free "${A_PORTS[@]}" "$S3_PORT"
   fi
-  for which in a b; do
+  for which in a b c; do
     collect_milvus_logs "$which"
     rm -rf "$STATE/milvus-$which"
   done
@@ -391,25 +480,40 @@ cmd_down() {
 }
 
 cmd_up() {
-  local what="${1:-all}" start=$SECONDS
-  case "$what" in all | a | b) ;; *) die "usage: $0 up [all|a|b]" ;; esac
+  local what="${1:-all}" start=$SECONDS milvus=()
+  case "$what" in
+    all) milvus=(a b c) ;;
+    a | b | c) milvus=("$what") ;;
+    *) die "usage: $0 up [all|a|b|c]" ;;
+  esac
   require_root
-  require_tools
-  cmd_down
-  rm -f "$STATE"/*.log
-  mkdir -p "$STATE"
+  if [[ "$what" != c ]]; then require_tools; fi
+  if [[ "$what" == all || "$what" == c ]]; then require_tools_c; fi
 
-  local milvus=()
-  [[ "$what" != b ]] && milvus+=(a)
-  [[ "$what" != a ]] && milvus+=(b)
+  if [[ "$what" == c ]]; then
+    # C alone: A, B and moto stay as they are.
+    mkdir -p "$STATE"
+    down_c
+    rm -f "$STATE"/milvus-c*.log
+  else
+    cmd_down
+    rm -f "$STATE"/*.log
+    mkdir -p "$STATE"
+  fi
 
-  if [[ "$what" != b ]]; then
+  if [[ "$what" == all || "$what" == a ]]; then
     require_ports_free "${A_PORTS[@]}"
     start_milvus a
   fi
-  if [[ "$what" != a ]]; then
+  # C before B: it needs nothing else, so it boots while moto and B are
+  # being set up (all instances are then awaited together).
+  if [[ "$what" == all || "$what" == c ]]; then
+    netns_up "$C_NETNS" "$C_VETH_HOST" "$C_VETH_NS" "$C_HOST_IP" "$C_NS_IP"
+    start_milvus c
+  fi
+  if [[ "$what" == all || "$what" == b ]]; then
     require_ports_free "$S3_PORT"
-    netns_up
+    netns_up "$NETNS" "$VETH_HOST" "$VETH_NS" "$HOST_IP" "$NS_IP"
     start_moto
     wait_moto_and_create_bucket
     start_milvus b
@@ -422,7 +526,7 @@ cmd_up() {
 
 cmd_status() {
   local name pgid state rc=0 any=0
-  for name in moto milvus-a milvus-b; do
+  for name in moto milvus-a milvus-b milvus-c; do
     [[ -f "$STATE/$name.pgid" ]] || { printf '%-9s not started\n' "$name"; continue; }
     any=1
     pgid="$(cat "$STATE/$name.pgid")"
@@ -452,11 +556,11 @@ cmd_env() {
 
 case "${1:-}" in
   up) shift; cmd_up "$@" ;;
-  down) cmd_down ;;
+  down) shift; cmd_down "$@" ;;
   status) cmd_status ;;
   env) cmd_env ;;
   *)
-    echo "usage: $0 up [all|a|b] | down | status | env" >&2
+    echo "usage: $0 up [all|a|b|c] | down [all|c] | status | env" >&2
     exit 2
     ;;
 esac

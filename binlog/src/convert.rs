@@ -13,7 +13,7 @@
 //! | JSON (also `$meta`) | Binary (JSON text) | Binary, the JSON bytes as stored |
 //! | Geometry | Binary (WKB) | Binary |
 //! | Timestamptz | Int64 | Int64 |
-//! | Array | Binary (`schema.ScalarField` protobuf per row) | List of Boolean / Int32 (Int8, Int16 and Int32 elements, as Milvus stores them) / Int64 / Float32 / Float64 / Utf8, decoded by [`crate::scalar_field`]; native List columns pass through |
+//! | Array | Binary (`schema.ScalarField` protobuf per row) | List (nullable item field) of Boolean / Int32 (Int8, Int16 and Int32 elements, as Milvus stores them) / Int64 / Float32 / Float64 / Utf8, decoded by [`crate::scalar_field`]; native List columns pass through |
 //! | FloatVector | FixedSizeBinary(dim*4), little-endian f32 | FixedSizeList<Float32>(dim) |
 //! | Int8Vector | FixedSizeBinary(dim) | FixedSizeList<Int8>(dim) |
 //! | BinaryVector | FixedSizeBinary(dim/8) | FixedSizeBinary(dim/8), bits as stored |
@@ -226,7 +226,7 @@ fn decode_array_column(bin: &BinaryArray, name: &str, offset: u64) -> Result<Arr
         // 2, or no row told us: IntArray
         _ => flat!(Int, Int32Array),
     };
-    let field = Field::new_list_field(values.data_type().clone(), false);
+    let field = Field::new_list_field(values.data_type().clone(), true);
     let list = ListArray::try_new(
         Arc::new(field),
         OffsetBuffer::new(offsets.into()),

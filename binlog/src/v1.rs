@@ -153,6 +153,7 @@ pub struct BinlogFile {
     src: Arc<dyn ByteSource>,
     descriptor: Descriptor,
     next: u64,
+    events_seen: u64,
 }
 
 fn le_u64(b: &[u8], at: usize) -> u64 {
@@ -291,6 +292,7 @@ impl BinlogFile {
             src,
             descriptor,
             next: fixed + extra_len,
+            events_seen: 0,
         })
     }
 
@@ -305,11 +307,21 @@ impl BinlogFile {
     }
 
     /// Read the next data event's header (33 bytes), or `None` at the end of the file.
+    ///
+    /// A file that ends right after its descriptor is an error: every Milvus writer emits
+    /// at least one data event, so it can only be a truncated file.
     pub async fn next_event(&mut self) -> Result<Option<Event>> {
         let name = self.src.name();
         let len = self.src.len();
         let at = self.next;
         if at == len {
+            if self.events_seen == 0 {
+                return Err(Error::corrupt(
+                    name,
+                    at,
+                    "truncated: the file ends after its descriptor, with no data event",
+                ));
+            }
             return Ok(None);
         }
         let head_len = EVENT_HEADER_LEN + DATA_FIX_LEN;
@@ -352,6 +364,7 @@ impl BinlogFile {
             ));
         }
         self.next = end;
+        self.events_seen += 1;
         Ok(Some(Event {
             offset: at,
             header,

@@ -14,8 +14,8 @@
 //! | Geometry | Binary (WKB) | Binary |
 //! | Timestamptz | Int64 | Int64 |
 //! | Array | Binary (`schema.ScalarField` protobuf per row) | List (nullable item field) of Boolean / Int32 (Int8, Int16 and Int32 elements, as Milvus stores them) / Int64 / Float32 / Float64 / Utf8, decoded by [`crate::scalar_field`]; native List columns pass through |
-//! | FloatVector | FixedSizeBinary(dim*4), little-endian f32 | FixedSizeList<Float32>(dim) |
-//! | Int8Vector | FixedSizeBinary(dim) | FixedSizeList<Int8>(dim) |
+//! | FloatVector | FixedSizeBinary(dim*4), little-endian f32 | `FixedSizeList<Float32>(dim)` |
+//! | Int8Vector | FixedSizeBinary(dim) | `FixedSizeList<Int8>(dim)` |
 //! | BinaryVector | FixedSizeBinary(dim/8) | FixedSizeBinary(dim/8), bits as stored |
 //! | Float16Vector / BFloat16Vector | FixedSizeBinary(dim*2) | FixedSizeBinary(dim*2), little-endian 16-bit values |
 //! | SparseFloatVector | Binary | Binary: per row, (u32 index, f32 value) little-endian pairs; see [`sparse_row`] |
@@ -107,7 +107,9 @@ pub fn to_logical(dt: DataType, stored: ArrayRef, name: &str, offset: u64) -> Re
         },
         DataType::Json | DataType::Geometry | DataType::SparseFloatVector => match found {
             ArrowType::Binary => Ok(stored),
-            ArrowType::Utf8 => Ok(Arc::new(BinaryArray::from(stored.as_string::<i32>().clone()))),
+            ArrowType::Utf8 => Ok(Arc::new(BinaryArray::from(
+                stored.as_string::<i32>().clone(),
+            ))),
             _ => Err(mismatch(name, offset, dt, &found)),
         },
         DataType::Array => match found {
@@ -150,13 +152,12 @@ pub fn to_logical(dt: DataType, stored: ArrayRef, name: &str, offset: u64) -> Re
                 _ => Err(mismatch(name, offset, dt, &found)),
             }
         }
-        DataType::None
-        | DataType::ArrayOfVector
-        | DataType::ArrayOfStruct
-        | DataType::Struct => Err(Error::unsupported(
-            name,
-            format!("decoding Milvus {dt} columns"),
-        )),
+        DataType::None | DataType::ArrayOfVector | DataType::ArrayOfStruct | DataType::Struct => {
+            Err(Error::unsupported(
+                name,
+                format!("decoding Milvus {dt} columns"),
+            ))
+        }
     }
 }
 
@@ -180,7 +181,10 @@ fn decode_array_column(bin: &BinaryArray, name: &str, offset: u64) -> Result<Arr
                 return Err(Error::corrupt(
                     name,
                     offset,
-                    format!("ARRAY row {i} has element kind {} after kind {kind}", v.kind()),
+                    format!(
+                        "ARRAY row {i} has element kind {} after kind {kind}",
+                        v.kind()
+                    ),
                 ));
             }
             kind = v.kind();
@@ -275,16 +279,24 @@ pub fn to_stored(dt: DataType, logical: &ArrayRef) -> Result<ArrayRef> {
         ))),
         _ => {
             let stored_ok = match dt {
-                DataType::FloatVector | DataType::Int8Vector | DataType::BinaryVector
-                | DataType::Float16Vector | DataType::BFloat16Vector => {
+                DataType::FloatVector
+                | DataType::Int8Vector
+                | DataType::BinaryVector
+                | DataType::Float16Vector
+                | DataType::BFloat16Vector => {
                     matches!(found, ArrowType::FixedSizeBinary(w) if dt.vector_dim(w as usize).is_some())
                 }
-                DataType::Array | DataType::Json | DataType::Geometry | DataType::SparseFloatVector => {
-                    found == ArrowType::Binary
-                }
+                DataType::Array
+                | DataType::Json
+                | DataType::Geometry
+                | DataType::SparseFloatVector => found == ArrowType::Binary,
                 other => logical_type(other, None).as_ref() == Some(&found),
             };
-            if stored_ok { Ok(logical.clone()) } else { Err(bad()) }
+            if stored_ok {
+                Ok(logical.clone())
+            } else {
+                Err(bad())
+            }
         }
     }
 }
@@ -309,7 +321,11 @@ fn encode_array_column(list: &ListArray) -> Result<ArrayRef> {
                 ScalarValues::Bool(v.as_boolean().iter().map(|x| x.unwrap_or(false)).collect())
             }
             ArrowType::Int8 => ScalarValues::Int(
-                v.as_primitive::<Int8Type>().values().iter().map(|&x| i32::from(x)).collect(),
+                v.as_primitive::<Int8Type>()
+                    .values()
+                    .iter()
+                    .map(|&x| i32::from(x))
+                    .collect(),
             ),
             ArrowType::Int16 => ScalarValues::Int(
                 v.as_primitive::<arrow_array::types::Int16Type>()
@@ -319,17 +335,28 @@ fn encode_array_column(list: &ListArray) -> Result<ArrayRef> {
                     .collect(),
             ),
             ArrowType::Int32 => ScalarValues::Int(
-                v.as_primitive::<arrow_array::types::Int32Type>().values().to_vec(),
+                v.as_primitive::<arrow_array::types::Int32Type>()
+                    .values()
+                    .to_vec(),
             ),
             ArrowType::Int64 => ScalarValues::Long(
-                v.as_primitive::<arrow_array::types::Int64Type>().values().to_vec(),
+                v.as_primitive::<arrow_array::types::Int64Type>()
+                    .values()
+                    .to_vec(),
             ),
-            ArrowType::Float32 => ScalarValues::Float(v.as_primitive::<Float32Type>().values().to_vec()),
+            ArrowType::Float32 => {
+                ScalarValues::Float(v.as_primitive::<Float32Type>().values().to_vec())
+            }
             ArrowType::Float64 => ScalarValues::Double(
-                v.as_primitive::<arrow_array::types::Float64Type>().values().to_vec(),
+                v.as_primitive::<arrow_array::types::Float64Type>()
+                    .values()
+                    .to_vec(),
             ),
             ArrowType::Utf8 => ScalarValues::String(
-                v.as_string::<i32>().iter().map(|s| s.unwrap_or("").to_owned()).collect(),
+                v.as_string::<i32>()
+                    .iter()
+                    .map(|s| s.unwrap_or("").to_owned())
+                    .collect(),
             ),
             other => {
                 return Err(Error::invalid(format!(
@@ -346,7 +373,7 @@ fn encode_array_column(list: &ListArray) -> Result<ArrayRef> {
 ///
 /// Returns `None` when the row length is not a multiple of 8.
 pub fn sparse_row(row: &[u8]) -> Option<impl Iterator<Item = (u32, f32)> + '_> {
-    if row.len() % 8 != 0 {
+    if !row.len().is_multiple_of(8) {
         return None;
     }
     Some(row.chunks_exact(8).map(|c| {
@@ -397,7 +424,9 @@ mod tests {
     #[test]
     fn wrong_stored_type_is_an_error() {
         let stored: ArrayRef = Arc::new(Int32Array::from(vec![1]));
-        let e = to_logical(DataType::Int64, stored, "file-x", 99).unwrap_err().to_string();
+        let e = to_logical(DataType::Int64, stored, "file-x", 99)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("file-x") && e.contains("99"), "{e}");
     }
 
@@ -406,7 +435,10 @@ mod tests {
         let mut row = Vec::new();
         row.extend_from_slice(&3u32.to_le_bytes());
         row.extend_from_slice(&0.5f32.to_le_bytes());
-        assert_eq!(sparse_row(&row).unwrap().collect::<Vec<_>>(), vec![(3, 0.5)]);
+        assert_eq!(
+            sparse_row(&row).unwrap().collect::<Vec<_>>(),
+            vec![(3, 0.5)]
+        );
         assert!(sparse_row(&row[..5]).is_none());
     }
 }

@@ -135,8 +135,8 @@ impl DataType {
     pub fn vector_dim(self, row_bytes: usize) -> Option<usize> {
         match self {
             DataType::BinaryVector => Some(row_bytes * 8),
-            DataType::FloatVector if row_bytes % 4 == 0 => Some(row_bytes / 4),
-            DataType::Float16Vector | DataType::BFloat16Vector if row_bytes % 2 == 0 => {
+            DataType::FloatVector if row_bytes.is_multiple_of(4) => Some(row_bytes / 4),
+            DataType::Float16Vector | DataType::BFloat16Vector if row_bytes.is_multiple_of(2) => {
                 Some(row_bytes / 2)
             }
             DataType::Int8Vector => Some(row_bytes),

@@ -70,7 +70,11 @@ pub struct DeltaLog {
 pub async fn read_delta_log(src: Arc<dyn ByteSource>) -> Result<DeltaLog> {
     let name = src.name().to_owned();
     if src.len() < 4 {
-        return Err(Error::corrupt(&name, src.len(), "truncated: shorter than any magic"));
+        return Err(Error::corrupt(
+            &name,
+            src.len(),
+            "truncated: shorter than any magic",
+        ));
     }
     let head = read_checked(src.as_ref(), 0..4).await?;
     if &head[..] == b"PAR1" {
@@ -148,10 +152,13 @@ fn pk_ts_columns(
 ) -> Result<()> {
     let schema = b.schema();
     let find = |id: i64, fallback: usize| -> Option<usize> {
-        if by_field_id {
-            if let Some(i) = schema.fields().iter().position(|f| field_id_of(f) == Some(id)) {
-                return Some(i);
-            }
+        if by_field_id
+            && let Some(i) = schema
+                .fields()
+                .iter()
+                .position(|f| field_id_of(f) == Some(id))
+        {
+            return Some(i);
         }
         (fallback < schema.fields().len()).then_some(fallback)
     };
@@ -159,7 +166,10 @@ fn pk_ts_columns(
         return Err(Error::corrupt(
             name,
             offset,
-            format!("delete payload needs pk and ts columns, has {}", schema.fields().len()),
+            format!(
+                "delete payload needs pk and ts columns, has {}",
+                schema.fields().len()
+            ),
         ));
     };
     let ts = b.column(ti);
@@ -173,7 +183,11 @@ fn pk_ts_columns(
     let ts = ts.as_primitive::<Int64Type>();
     let pk = b.column(pi);
     if pk.null_count() > 0 || ts.null_count() > 0 {
-        return Err(Error::corrupt(name, offset, "null pk or ts in a delete log"));
+        return Err(Error::corrupt(
+            name,
+            offset,
+            "null pk or ts in a delete log",
+        ));
     }
     match pk.data_type() {
         ArrowType::Int64 => {
@@ -206,7 +220,12 @@ fn pk_ts_columns(
 }
 
 /// Parse String rows; returns true when a legacy `"pk,ts"` row was seen.
-fn string_rows(b: &RecordBatch, name: &str, offset: u64, out: &mut Vec<DeleteEntry>) -> Result<bool> {
+fn string_rows(
+    b: &RecordBatch,
+    name: &str,
+    offset: u64,
+    out: &mut Vec<DeleteEntry>,
+) -> Result<bool> {
     if b.num_columns() != 1 {
         return Err(Error::corrupt(
             name,
@@ -275,7 +294,13 @@ pub fn parse_row(row: &str) -> std::result::Result<(DeleteEntry, bool), String> 
     };
     let pk: i64 = pk.parse().map_err(|e| format!("pk: {e}"))?;
     let ts: u64 = ts.parse().map_err(|e| format!("ts: {e}"))?;
-    Ok((DeleteEntry { pk: Pk::Int64(pk), ts }, true))
+    Ok((
+        DeleteEntry {
+            pk: Pk::Int64(pk),
+            ts,
+        },
+        true,
+    ))
 }
 
 #[cfg(test)]
@@ -285,12 +310,24 @@ mod tests {
     #[test]
     fn rows_in_every_string_form() {
         let (e, l) = parse_row(r#"{"pk":7,"ts":449885066469376001,"pkType":5}"#).unwrap();
-        assert_eq!(e, DeleteEntry { pk: Pk::Int64(7), ts: 449885066469376001 });
+        assert_eq!(
+            e,
+            DeleteEntry {
+                pk: Pk::Int64(7),
+                ts: 449885066469376001
+            }
+        );
         assert!(!l);
         let (e, _) = parse_row(r#"{"pk":"a\u003cb","ts":3,"pkType":21}"#).unwrap();
         assert_eq!(e.pk, Pk::VarChar("a<b".into()));
         let (e, l) = parse_row("-5,18446744073709551615").unwrap();
-        assert_eq!(e, DeleteEntry { pk: Pk::Int64(-5), ts: u64::MAX });
+        assert_eq!(
+            e,
+            DeleteEntry {
+                pk: Pk::Int64(-5),
+                ts: u64::MAX
+            }
+        );
         assert!(l);
         assert!(parse_row("x,1").is_err());
         assert!(parse_row(r#"{"pk":"s","ts":1,"pkType":5}"#).is_err());

@@ -63,7 +63,10 @@ impl InsertLog {
                         return Err(Error::corrupt(
                             &name,
                             *offset,
-                            format!("insert payload has {} columns, expected 1", batch.num_columns()),
+                            format!(
+                                "insert payload has {} columns, expected 1",
+                                batch.num_columns()
+                            ),
                         ));
                     }
                     let col = batch.column(0).clone();

@@ -15,7 +15,7 @@
 //! - [`delta`] — delete logs in all four encodings.
 //! - [`segment`] — one segment's files as aligned record batches, row-count checks.
 //! - [`live`] — delete sets and Milvus's visibility rule; live-row counts and filters.
-//! - [`write`] — writers for v1 insert logs, every delete-log encoding, v2 groups.
+//! - [`mod@write`] — writers for v1 insert logs, every delete-log encoding, v2 groups.
 //! - [`datatype`], [`error`] — Milvus type numbers; the one error type.
 //!
 //! Every error names the file (the caller's name for it) and, for damage, the byte

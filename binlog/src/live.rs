@@ -69,7 +69,10 @@ impl DeleteSet {
     /// One boolean per row: true = live. `pks` is Int64 or Utf8, `tss` Int64 (hybrid TSO).
     pub fn live_mask(&self, pks: &ArrayRef, tss: &ArrayRef) -> Result<BooleanArray> {
         if tss.data_type() != &ArrowType::Int64 {
-            return Err(Error::invalid(format!("timestamps are {}, expected Int64", tss.data_type())));
+            return Err(Error::invalid(format!(
+                "timestamps are {}, expected Int64",
+                tss.data_type()
+            )));
         }
         if pks.len() != tss.len() {
             return Err(Error::invalid("pk and timestamp columns differ in length"));
@@ -157,8 +160,14 @@ mod tests {
     #[test]
     fn equal_timestamp_survives() {
         let s: DeleteSet = [
-            DeleteEntry { pk: Pk::Int64(1), ts: 100 },
-            DeleteEntry { pk: Pk::Int64(1), ts: 50 },
+            DeleteEntry {
+                pk: Pk::Int64(1),
+                ts: 100,
+            },
+            DeleteEntry {
+                pk: Pk::Int64(1),
+                ts: 50,
+            },
         ]
         .into_iter()
         .collect();

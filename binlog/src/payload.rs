@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use futures::{FutureExt, StreamExt};
-use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStream};
+use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 use parquet::file::metadata::ParquetMetaData;
 
 use crate::error::{Error, Result};
@@ -37,7 +37,11 @@ async fn check_magic(src: &dyn ByteSource, offset: u64, len: u64) -> Result<()> 
     }
     let head = read_checked(src, offset..offset + 4).await?;
     if &head[..] != b"PAR1" {
-        return Err(Error::corrupt(src.name(), offset, "payload does not start with PAR1"));
+        return Err(Error::corrupt(
+            src.name(),
+            offset,
+            "payload does not start with PAR1",
+        ));
     }
     let tail = read_checked(src, offset + len - 4..offset + len).await?;
     if &tail[..] != b"PAR1" {
@@ -51,7 +55,11 @@ async fn check_magic(src: &dyn ByteSource, offset: u64, len: u64) -> Result<()> 
 }
 
 fn panic_error(name: &str, offset: u64) -> Error {
-    Error::corrupt(name, offset, "the Parquet decoder rejected the payload (panicked)")
+    Error::corrupt(
+        name,
+        offset,
+        "the Parquet decoder rejected the payload (panicked)",
+    )
 }
 
 /// Footer of a payload (row counts, schema) without reading any data page.

@@ -182,7 +182,9 @@ fn decode_inner(kind: u32, b: &[u8]) -> Result<ScalarValues, DecodeError> {
                     Err(_) => return err(at, "string element is not UTF-8"),
                 }
             }
-            (ScalarValues::String(_), w) => return err(c.pos, format!("string with wire type {w}")),
+            (ScalarValues::String(_), w) => {
+                return err(c.pos, format!("string with wire type {w}"));
+            }
             (_, 2) => {
                 // packed
                 let n = c.varint()? as usize;

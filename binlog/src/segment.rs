@@ -109,11 +109,33 @@ impl Cursor {
     }
 }
 
+/// One field or column group being zipped: its cursor, the decoded chunk not yet
+/// handed out (`pending` from row `off`), and how many rows it has produced so far.
+struct Lane {
+    id: i64,
+    cursor: Cursor,
+    pending: Vec<(i64, ArrayRef)>,
+    off: usize,
+    seen: u64,
+}
+
+impl Lane {
+    fn new(id: i64, cursor: Cursor) -> Lane {
+        Lane {
+            id,
+            cursor,
+            pending: Vec::new(),
+            off: 0,
+            seen: 0,
+        }
+    }
+}
+
 /// Streams aligned batches of a segment; see [`Segment::batches`].
 pub struct SegmentReader {
     name: String,
     batch_rows: usize,
-    cursors: Vec<(i64, Cursor, Vec<(i64, ArrayRef)>, usize, u64)>,
+    cursors: Vec<Lane>,
     order: Vec<i64>,
 }
 
@@ -197,7 +219,7 @@ impl Segment {
                         field_id: *id,
                         open: None,
                     };
-                    cursors.push((*id, c, Vec::new(), 0, 0));
+                    cursors.push(Lane::new(*id, c));
                 }
             }
             SegmentFiles::V2 { groups, schema } => {
@@ -229,17 +251,15 @@ impl Segment {
                         only,
                         open: None,
                     };
-                    cursors.push((*gid, c, Vec::new(), 0, 0));
+                    cursors.push(Lane::new(*gid, c));
                 }
             }
         }
-        if let Some(want) = fields {
-            if let Some(missing) = want.iter().find(|id| !order.contains(id)) {
-                return Err(Error::invalid(format!(
-                    "segment {}: no file holds field {missing}",
-                    self.name
-                )));
-            }
+        if let Some(missing) = fields.and_then(|w| w.iter().find(|id| !order.contains(id))) {
+            return Err(Error::invalid(format!(
+                "segment {}: no file holds field {missing}",
+                self.name
+            )));
         }
         Ok(SegmentReader {
             name: self.name.clone(),
@@ -259,7 +279,14 @@ impl SegmentReader {
     pub async fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
         // refill empty cursors
         let mut ended = Vec::new();
-        for (id, cursor, pending, off, seen) in self.cursors.iter_mut() {
+        for Lane {
+            id,
+            cursor,
+            pending,
+            off,
+            seen,
+        } in self.cursors.iter_mut()
+        {
             while pending_len(pending, *off) == 0 {
                 match cursor.next(self.batch_rows).await? {
                     Some(cols) => {
@@ -280,18 +307,18 @@ impl SegmentReader {
             }
             return Err(Error::RowCountMismatch {
                 segment: self.name.clone(),
-                counts: self.cursors.iter().map(|c| (c.0, c.4)).collect(),
+                counts: self.cursors.iter().map(|c| (c.id, c.seen)).collect(),
             });
         }
         let n = self
             .cursors
             .iter()
-            .map(|(_, _, p, off, _)| pending_len(p, *off))
+            .map(|l| pending_len(&l.pending, l.off))
             .min()
             .unwrap_or(0)
             .min(self.batch_rows);
         let mut cols: BTreeMap<i64, ArrayRef> = BTreeMap::new();
-        for (_, _, pending, off, _) in self.cursors.iter_mut() {
+        for Lane { pending, off, .. } in self.cursors.iter_mut() {
             for (id, a) in pending.iter() {
                 cols.insert(*id, a.slice(*off, n));
             }
@@ -303,8 +330,7 @@ impl SegmentReader {
             if let Some(a) = cols.remove(id) {
                 let md = HashMap::from([(FIELD_ID_KEY.to_owned(), id.to_string())]);
                 fields.push(
-                    Field::new(id.to_string(), a.data_type().clone(), true)
-                        .with_metadata(md),
+                    Field::new(id.to_string(), a.data_type().clone(), true).with_metadata(md),
                 );
                 arrays.push(a);
             }

@@ -229,7 +229,10 @@ mod tests {
     async fn mem_and_file_sources_read_ranges() {
         let data: Vec<u8> = (0..=255u8).collect();
         let mem = MemSource::new("mem", data.clone());
-        assert_eq!(&read_checked(&mem, 10..20).await.unwrap()[..], &data[10..20]);
+        assert_eq!(
+            &read_checked(&mem, 10..20).await.unwrap()[..],
+            &data[10..20]
+        );
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f");
         std::fs::write(&p, &data).unwrap();

@@ -177,9 +177,8 @@ fn parse_header(name: &str, offset: u64, b: &[u8]) -> Result<EventHeader> {
         Error::corrupt(name, offset + 8, format!("unknown event type code {code}"))
     })?;
     let len = le_i32(b, 9);
-    let event_length = u32::try_from(len).map_err(|_| {
-        Error::corrupt(name, offset + 9, format!("negative event length {len}"))
-    })?;
+    let event_length = u32::try_from(len)
+        .map_err(|_| Error::corrupt(name, offset + 9, format!("negative event length {len}")))?;
     Ok(EventHeader {
         timestamp,
         event_type,
@@ -228,7 +227,10 @@ impl BinlogFile {
             return Err(Error::corrupt(
                 &name,
                 12,
-                format!("first event is {:?}, expected Descriptor", header.event_type),
+                format!(
+                    "first event is {:?}, expected Descriptor",
+                    header.event_type
+                ),
             ));
         }
         let f = &head[21..];
@@ -245,7 +247,11 @@ impl BinlogFile {
         let extra_len_at = fixed - 4;
         let extra_len = le_i32(f, 60);
         let extra_len = u64::try_from(extra_len).map_err(|_| {
-            Error::corrupt(&name, extra_len_at, format!("negative extra length {extra_len}"))
+            Error::corrupt(
+                &name,
+                extra_len_at,
+                format!("negative extra length {extra_len}"),
+            )
         })?;
         let expected_len = EVENT_HEADER_LEN + DESCRIPTOR_FIX_LEN + 8 + 4 + extra_len;
         if u64::from(header.event_length) != expected_len {
@@ -274,7 +280,11 @@ impl BinlogFile {
             Map::new()
         } else {
             serde_json::from_slice(&extra_bytes).map_err(|e| {
-                Error::corrupt(&name, fixed, format!("descriptor extras are not a JSON object: {e}"))
+                Error::corrupt(
+                    &name,
+                    fixed,
+                    format!("descriptor extras are not a JSON object: {e}"),
+                )
             })?
         };
         let descriptor = Descriptor {

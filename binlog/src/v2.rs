@@ -85,7 +85,10 @@ impl ColumnGroupFile {
                 Error::corrupt(
                     &name,
                     0,
-                    format!("column {:?} has no PARQUET:field_id and no numeric name", f.name()),
+                    format!(
+                        "column {:?} has no PARQUET:field_id and no numeric name",
+                        f.name()
+                    ),
                 )
             })?;
             ids.push(id);
@@ -133,7 +136,11 @@ impl ColumnGroupFile {
             md.file_metadata().key_value_metadata(),
         )
         .map_err(|e| Error::parquet(&name, 0, e))?;
-        let ids = schema.fields().iter().filter_map(|f| field_id_of(f)).collect();
+        let ids = schema
+            .fields()
+            .iter()
+            .filter_map(|f| field_id_of(f))
+            .collect();
         Ok((rows, ids))
     }
 }

@@ -31,7 +31,9 @@ use crate::convert::to_stored;
 use crate::datatype::DataType;
 use crate::delta::{DeleteEntry, DeltaEncoding, Pk};
 use crate::error::{Error, Result};
-use crate::v1::{DATA_FIX_LEN, DESCRIPTOR_FIX_LEN, EVENT_HEADER_LEN, EventType, MAGIC, POST_HEADER_LENGTHS};
+use crate::v1::{
+    DATA_FIX_LEN, DESCRIPTOR_FIX_LEN, EVENT_HEADER_LEN, EventType, MAGIC, POST_HEADER_LENGTHS,
+};
 use crate::v2::FIELD_ID_KEY;
 
 /// Ids written into a v1 descriptor, and the header timestamp.
@@ -171,7 +173,9 @@ pub struct InsertLogSpec {
 /// [`crate::convert`]) or already in stored form.
 pub fn write_insert_log(spec: &InsertLogSpec, column: &ArrayRef) -> Result<Vec<u8>> {
     if spec.start_ts == 0 || spec.end_ts == 0 {
-        return Err(Error::invalid("insert log start/end timestamps must be non-zero"));
+        return Err(Error::invalid(
+            "insert log start/end timestamps must be non-zero",
+        ));
     }
     if column.is_empty() {
         return Err(Error::invalid("an insert log needs at least one row"));
@@ -181,7 +185,11 @@ pub fn write_insert_log(spec: &InsertLogSpec, column: &ArrayRef) -> Result<Vec<u
     if !nullable && stored.null_count() > 0 {
         return Err(Error::invalid("nulls in a column not marked nullable"));
     }
-    let schema = Schema::new(vec![Field::new("val", stored.data_type().clone(), nullable)]);
+    let schema = Schema::new(vec![Field::new(
+        "val",
+        stored.data_type().clone(),
+        nullable,
+    )]);
     let batch = RecordBatch::try_new(Arc::new(schema), vec![stored.clone()])
         .map_err(|e| Error::invalid(format!("insert batch: {e}")))?;
     let payload = parquet_bytes(&batch, None)?;
@@ -234,35 +242,52 @@ fn go_json_string(s: &str) -> String {
 pub fn json_row(e: &DeleteEntry) -> String {
     match &e.pk {
         Pk::Int64(p) => format!("{{\"pk\":{p},\"ts\":{},\"pkType\":5}}", e.ts),
-        Pk::VarChar(s) => format!("{{\"pk\":{},\"ts\":{},\"pkType\":21}}", go_json_string(s), e.ts),
+        Pk::VarChar(s) => format!(
+            "{{\"pk\":{},\"ts\":{},\"pkType\":21}}",
+            go_json_string(s),
+            e.ts
+        ),
     }
 }
 
 /// Write a delete log in the chosen encoding. `ids.field_id` is ignored (-1 is written,
 /// as upstream does). Entries must be non-empty and share one pk type.
-pub fn write_delta_log(ids: &LogIds, entries: &[DeleteEntry], encoding: DeltaEncoding) -> Result<Vec<u8>> {
+pub fn write_delta_log(
+    ids: &LogIds,
+    entries: &[DeleteEntry],
+    encoding: DeltaEncoding,
+) -> Result<Vec<u8>> {
     let Some(first) = entries.first() else {
         return Err(Error::invalid("a delete log needs at least one delete"));
     };
     let varchar = matches!(first.pk, Pk::VarChar(_));
-    if entries.iter().any(|e| matches!(e.pk, Pk::VarChar(_)) != varchar) {
+    if entries
+        .iter()
+        .any(|e| matches!(e.pk, Pk::VarChar(_)) != varchar)
+    {
         return Err(Error::invalid("delete entries mix Int64 and VarChar keys"));
     }
     let start = entries.iter().map(|e| e.ts).min().unwrap_or(0);
     let end = entries.iter().map(|e| e.ts).max().unwrap_or(0);
     let pk_ts_batch = |names: [&str; 2], field_ids: bool| -> Result<RecordBatch> {
         let pk: ArrayRef = if varchar {
-            Arc::new(StringArray::from_iter_values(entries.iter().map(|e| match &e.pk {
-                Pk::VarChar(s) => s.as_str(),
-                Pk::Int64(_) => "",
-            })))
+            Arc::new(StringArray::from_iter_values(entries.iter().map(
+                |e| match &e.pk {
+                    Pk::VarChar(s) => s.as_str(),
+                    Pk::Int64(_) => "",
+                },
+            )))
         } else {
-            Arc::new(Int64Array::from_iter_values(entries.iter().map(|e| match e.pk {
-                Pk::Int64(p) => p,
-                Pk::VarChar(_) => 0,
-            })))
+            Arc::new(Int64Array::from_iter_values(entries.iter().map(
+                |e| match e.pk {
+                    Pk::Int64(p) => p,
+                    Pk::VarChar(_) => 0,
+                },
+            )))
         };
-        let ts: ArrayRef = Arc::new(Int64Array::from_iter_values(entries.iter().map(|e| e.ts as i64)));
+        let ts: ArrayRef = Arc::new(Int64Array::from_iter_values(
+            entries.iter().map(|e| e.ts as i64),
+        ));
         let md = |id: i64| {
             if field_ids {
                 HashMap::from([(FIELD_ID_KEY.to_owned(), id.to_string())])
@@ -283,7 +308,9 @@ pub fn write_delta_log(ids: &LogIds, entries: &[DeleteEntry], encoding: DeltaEnc
                 entries.iter().map(json_row).collect()
             } else {
                 if varchar {
-                    return Err(Error::invalid("the legacy \"pk,ts\" encoding holds Int64 keys only"));
+                    return Err(Error::invalid(
+                        "the legacy \"pk,ts\" encoding holds Int64 keys only",
+                    ));
                 }
                 entries
                     .iter()
@@ -402,9 +429,21 @@ mod tests {
 
     #[test]
     fn json_rows_match_go() {
-        let e = DeleteEntry { pk: Pk::VarChar("a<b>&\"c\"".into()), ts: 7 };
-        assert_eq!(json_row(&e), r#"{"pk":"a\u003cb\u003e\u0026\"c\"","ts":7,"pkType":21}"#);
-        let e = DeleteEntry { pk: Pk::Int64(-3), ts: u64::MAX };
-        assert_eq!(json_row(&e), r#"{"pk":-3,"ts":18446744073709551615,"pkType":5}"#);
+        let e = DeleteEntry {
+            pk: Pk::VarChar("a<b>&\"c\"".into()),
+            ts: 7,
+        };
+        assert_eq!(
+            json_row(&e),
+            r#"{"pk":"a\u003cb\u003e\u0026\"c\"","ts":7,"pkType":21}"#
+        );
+        let e = DeleteEntry {
+            pk: Pk::Int64(-3),
+            ts: u64::MAX,
+        };
+        assert_eq!(
+            json_row(&e),
+            r#"{"pk":-3,"ts":18446744073709551615,"pkType":5}"#
+        );
     }
 }

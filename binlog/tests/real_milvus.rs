@@ -6,9 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{
-    Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type,
-};
+use arrow_array::types::{Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type};
 use arrow_array::{Array, ArrayRef};
 use milvault_binlog::segment::{ROW_ID_FIELD, TIMESTAMP_FIELD, column};
 use milvault_binlog::v1::BinlogFile;
@@ -19,7 +17,9 @@ use milvault_binlog::{
 use serde_json::Value;
 
 fn fixtures(version: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(format!("milvus-{version}"))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(format!("milvus-{version}"))
 }
 
 fn expected(version: &str) -> Value {
@@ -31,7 +31,9 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd {
             let p = e.unwrap().path();
             if p.is_dir() {
@@ -52,7 +54,10 @@ fn src(p: &Path) -> Arc<dyn ByteSource> {
 /// (collection, partition, segment, field, log) ids from an insert_log path.
 fn ids(p: &Path) -> Vec<i64> {
     let parts: Vec<&str> = p.iter().map(|s| s.to_str().unwrap()).collect();
-    parts[parts.len() - 5..].iter().map(|s| s.parse().unwrap()).collect()
+    parts[parts.len() - 5..]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect()
 }
 
 struct Coll {
@@ -150,7 +155,11 @@ async fn all_types_rows_are_exact() {
         let c = collection(version, "all_types");
         let exp = &c.exp;
         let inserted = exp["inserted_rows"].as_u64().unwrap();
-        assert_eq!(c.segment.check_row_counts().await.unwrap(), inserted, "{version}");
+        assert_eq!(
+            c.segment.check_row_counts().await.unwrap(),
+            inserted,
+            "{version}"
+        );
         // two sync'ed flush chunks: two insert logs per field
         assert!(c.by_field.values().all(|v| v.len() == 2), "{version}");
         let upserted: BTreeSet<i64> = exp["upserted_pks"]
@@ -179,38 +188,72 @@ async fn all_types_rows_are_exact() {
                 let i = row_index(p);
                 assert_eq!(p, i as i64 * 10 + 1);
                 let it = i as i64;
-                assert_eq!(col(fid("b")).as_boolean().value(r), i % 2 == 0);
-                assert_eq!(col(fid("i8")).as_primitive::<Int8Type>().value(r) as i64, (it % 256) - 128);
-                assert_eq!(col(fid("i16")).as_primitive::<Int16Type>().value(r) as i64, it * 3 - 500);
-                assert_eq!(col(fid("i32")).as_primitive::<Int32Type>().value(r) as i64, it * 1000 - 7);
-                assert_eq!(col(fid("i64")).as_primitive::<Int64Type>().value(r), it * 1_000_000_000_000 + 5);
-                assert_eq!(col(fid("f")).as_primitive::<Float32Type>().value(r), f32r(i as f64 * 0.5));
-                assert_eq!(col(fid("d")).as_primitive::<Float64Type>().value(r), i as f64 / 3.0);
+                assert_eq!(col(fid("b")).as_boolean().value(r), i.is_multiple_of(2));
+                assert_eq!(
+                    col(fid("i8")).as_primitive::<Int8Type>().value(r) as i64,
+                    (it % 256) - 128
+                );
+                assert_eq!(
+                    col(fid("i16")).as_primitive::<Int16Type>().value(r) as i64,
+                    it * 3 - 500
+                );
+                assert_eq!(
+                    col(fid("i32")).as_primitive::<Int32Type>().value(r) as i64,
+                    it * 1000 - 7
+                );
+                assert_eq!(
+                    col(fid("i64")).as_primitive::<Int64Type>().value(r),
+                    it * 1_000_000_000_000 + 5
+                );
+                assert_eq!(
+                    col(fid("f")).as_primitive::<Float32Type>().value(r),
+                    f32r(i as f64 * 0.5)
+                );
+                assert_eq!(
+                    col(fid("d")).as_primitive::<Float64Type>().value(r),
+                    i as f64 / 3.0
+                );
                 let s = col(fid("s")).as_string::<i32>().value(r);
                 let is_new = upserted.contains(&p) && s.starts_with("upserted-");
                 if upserted.contains(&p) {
                     *seen_upserted.entry(p).or_default() += 1;
                 }
-                assert_eq!(s, if is_new { format!("upserted-{i}") } else { format!("str-{i}") });
-                let j: Value = serde_json::from_slice(col(fid("j")).as_binary::<i32>().value(r)).unwrap();
-                assert_eq!(j, serde_json::json!({"i": i, "tag": format!("t{}", i % 5), "list": [i, i + 1]}));
+                assert_eq!(
+                    s,
+                    if is_new {
+                        format!("upserted-{i}")
+                    } else {
+                        format!("str-{i}")
+                    }
+                );
+                let j: Value =
+                    serde_json::from_slice(col(fid("j")).as_binary::<i32>().value(r)).unwrap();
+                assert_eq!(
+                    j,
+                    serde_json::json!({"i": i, "tag": format!("t{}", i % 5), "list": [i, i + 1]})
+                );
                 let meta: Value =
                     serde_json::from_slice(col(meta_field).as_binary::<i32>().value(r)).unwrap();
-                if i % 2 == 0 {
-                    assert_eq!(meta, serde_json::json!({"dyn_i": i, "dyn_s": format!("dyn-{i}")}));
+                if i.is_multiple_of(2) {
+                    assert_eq!(
+                        meta,
+                        serde_json::json!({"dyn_i": i, "dyn_s": format!("dyn-{i}")})
+                    );
                 } else {
                     assert_eq!(meta, serde_json::json!({}));
                 }
                 // float vector, bit for bit
                 let v = col(fid("vec")).as_fixed_size_list().value(r);
                 let v = v.as_primitive::<Float32Type>();
-                let want: Vec<u32> = (0..8).map(|j| f32r(i as f64 + j as f64 / 8.0).to_bits()).collect();
+                let want: Vec<u32> = (0..8)
+                    .map(|j| f32r(i as f64 + j as f64 / 8.0).to_bits())
+                    .collect();
                 let got: Vec<u32> = v.values().iter().map(|x| x.to_bits()).collect();
                 assert_eq!(got, want);
                 if version == "2.3.5" {
                     check_arrays(&b, exp, r, i);
                     let d = col(fid("def_i32")).as_primitive::<Int32Type>().value(r) as i64;
-                    assert_eq!(d, if i % 3 != 0 { -it } else { 77 });
+                    assert_eq!(d, if !i.is_multiple_of(3) { -it } else { 77 });
                 }
             }
         }
@@ -229,30 +272,58 @@ fn check_arrays(b: &arrow_array::RecordBatch, exp: &Value, r: usize, i: usize) {
     };
     let ik = |k: usize| (i + k) as i64;
     let v = list("a_bool");
-    assert_eq!(v.as_boolean().iter().map(|x| x.unwrap()).collect::<Vec<_>>(),
-        (0..n).map(|k| (i + k) % 3 == 0).collect::<Vec<_>>());
+    assert_eq!(
+        v.as_boolean()
+            .iter()
+            .map(|x| x.unwrap())
+            .collect::<Vec<_>>(),
+        (0..n)
+            .map(|k| (i + k).is_multiple_of(3))
+            .collect::<Vec<_>>()
+    );
     // Int8 and Int16 elements travel as protobuf int32
     let v = list("a_i8");
-    assert_eq!(v.as_primitive::<Int32Type>().values().to_vec(),
-        (0..n).map(|k| (ik(k) % 100 - 50) as i32).collect::<Vec<_>>());
+    assert_eq!(
+        v.as_primitive::<Int32Type>().values().to_vec(),
+        (0..n)
+            .map(|k| (ik(k) % 100 - 50) as i32)
+            .collect::<Vec<_>>()
+    );
     let v = list("a_i16");
-    assert_eq!(v.as_primitive::<Int32Type>().values().to_vec(),
-        (0..n).map(|k| (ik(k) * 7 - 300) as i32).collect::<Vec<_>>());
+    assert_eq!(
+        v.as_primitive::<Int32Type>().values().to_vec(),
+        (0..n).map(|k| (ik(k) * 7 - 300) as i32).collect::<Vec<_>>()
+    );
     let v = list("a_i32");
-    assert_eq!(v.as_primitive::<Int32Type>().values().to_vec(),
-        (0..n).map(|k| (ik(k) * 1001) as i32).collect::<Vec<_>>());
+    assert_eq!(
+        v.as_primitive::<Int32Type>().values().to_vec(),
+        (0..n).map(|k| (ik(k) * 1001) as i32).collect::<Vec<_>>()
+    );
     let v = list("a_i64");
-    assert_eq!(v.as_primitive::<Int64Type>().values().to_vec(),
-        (0..n).map(|k| ik(k) * 10_000_000_000).collect::<Vec<_>>());
+    assert_eq!(
+        v.as_primitive::<Int64Type>().values().to_vec(),
+        (0..n).map(|k| ik(k) * 10_000_000_000).collect::<Vec<_>>()
+    );
     let v = list("a_f");
-    assert_eq!(v.as_primitive::<Float32Type>().values().to_vec(),
-        (0..n).map(|k| f32r(ik(k) as f64 * 0.25)).collect::<Vec<_>>());
+    assert_eq!(
+        v.as_primitive::<Float32Type>().values().to_vec(),
+        (0..n)
+            .map(|k| f32r(ik(k) as f64 * 0.25))
+            .collect::<Vec<_>>()
+    );
     let v = list("a_d");
-    assert_eq!(v.as_primitive::<Float64Type>().values().to_vec(),
-        (0..n).map(|k| ik(k) as f64 / 7.0).collect::<Vec<_>>());
+    assert_eq!(
+        v.as_primitive::<Float64Type>().values().to_vec(),
+        (0..n).map(|k| ik(k) as f64 / 7.0).collect::<Vec<_>>()
+    );
     let v = list("a_s");
-    assert_eq!(v.as_string::<i32>().iter().map(|s| s.unwrap().to_owned()).collect::<Vec<_>>(),
-        (0..n).map(|k| format!("e{i}-{k}")).collect::<Vec<_>>());
+    assert_eq!(
+        v.as_string::<i32>()
+            .iter()
+            .map(|s| s.unwrap().to_owned())
+            .collect::<Vec<_>>(),
+        (0..n).map(|k| format!("e{i}-{k}")).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test]
@@ -264,8 +335,12 @@ async fn binary_vectors_and_varchar_keys_are_exact() {
         let mut rows = 0;
         while let Some(b) = reader.next_batch().await.unwrap() {
             let pk = column(&b, field_id(exp, "pk")).unwrap().as_string::<i32>();
-            let n = column(&b, field_id(exp, "n")).unwrap().as_primitive::<Int64Type>();
-            let bv = column(&b, field_id(exp, "bv")).unwrap().as_fixed_size_binary();
+            let n = column(&b, field_id(exp, "n"))
+                .unwrap()
+                .as_primitive::<Int64Type>();
+            let bv = column(&b, field_id(exp, "bv"))
+                .unwrap()
+                .as_fixed_size_binary();
             assert_eq!(bv.value_length(), 2);
             for r in 0..b.num_rows() {
                 let i: usize = pk.value(r)["key-".len()..].parse().unwrap();
@@ -296,7 +371,12 @@ async fn delete_logs_and_live_rows_match_milvus() {
                 Value::String(s) => Pk::VarChar(s.clone()),
                 v => Pk::Int64(v.as_i64().unwrap()),
             };
-            let mut want: Vec<Pk> = exp["deleted_pks"].as_array().unwrap().iter().map(to_pk).collect();
+            let mut want: Vec<Pk> = exp["deleted_pks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(to_pk)
+                .collect();
             // an upsert writes a delete of the key at the new row's timestamp
             want.extend(exp["upserted_pks"].as_array().unwrap().iter().map(to_pk));
             want.sort();
@@ -305,13 +385,20 @@ async fn delete_logs_and_live_rows_match_milvus() {
             assert_eq!(got, want, "{version}/{name}");
             for e in &log.entries {
                 let ms = e.ts >> 18;
-                assert!((1_600_000_000_000..2_000_000_000_000).contains(&ms), "hybrid TSO");
+                assert!(
+                    (1_600_000_000_000..2_000_000_000_000).contains(&ms),
+                    "hybrid TSO"
+                );
             }
             let set: DeleteSet = log.entries.into_iter().collect();
             let pk_field = field_id(exp, "pk");
             let counts = set.count_live(&c.segment, pk_field).await.unwrap();
             assert_eq!(counts.inserted, exp["inserted_rows"].as_u64().unwrap());
-            assert_eq!(counts.live, exp["live_rows"].as_u64().unwrap(), "{version}/{name}");
+            assert_eq!(
+                counts.live,
+                exp["live_rows"].as_u64().unwrap(),
+                "{version}/{name}"
+            );
             // the filter keeps exactly the keys Milvus's query returned
             let mut live = Vec::new();
             let mut reader = c.segment.batches(None).await.unwrap();
@@ -320,13 +407,20 @@ async fn delete_logs_and_live_rows_match_milvus() {
                 let col = column(&kept, pk_field).unwrap();
                 for r in 0..kept.num_rows() {
                     live.push(match col.data_type() {
-                        arrow_schema::DataType::Utf8 => Pk::VarChar(col.as_string::<i32>().value(r).to_owned()),
+                        arrow_schema::DataType::Utf8 => {
+                            Pk::VarChar(col.as_string::<i32>().value(r).to_owned())
+                        }
                         _ => Pk::Int64(col.as_primitive::<Int64Type>().value(r)),
                     });
                 }
             }
             live.sort();
-            let mut want_live: Vec<Pk> = exp["live_pks"].as_array().unwrap().iter().map(to_pk).collect();
+            let mut want_live: Vec<Pk> = exp["live_pks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(to_pk)
+                .collect();
             want_live.sort();
             assert_eq!(live, want_live, "{version}/{name}");
         }

@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow_array::builder::{FixedSizeListBuilder, Float32Builder, Int8Builder, ListBuilder, Int64Builder};
+use arrow_array::builder::{
+    FixedSizeListBuilder, Float32Builder, Int8Builder, Int64Builder, ListBuilder,
+};
 use arrow_array::cast::AsArray;
 use arrow_array::{
     Array, ArrayRef, BinaryArray, BooleanArray, FixedSizeBinaryArray, Float32Array, Float64Array,
@@ -48,11 +50,13 @@ fn spec(dt: DataType, field: i64, nullable: Option<bool>) -> InsertLogSpec {
 }
 
 fn float_vectors(rows: usize, dim: i32) -> ArrayRef {
-    let mut b = FixedSizeListBuilder::new(Float32Builder::new(), dim)
-        .with_field(Arc::new(arrow_schema::Field::new_list_field(arrow_schema::DataType::Float32, false)));
+    let mut b = FixedSizeListBuilder::new(Float32Builder::new(), dim).with_field(Arc::new(
+        arrow_schema::Field::new_list_field(arrow_schema::DataType::Float32, false),
+    ));
     for i in 0..rows {
         for j in 0..dim {
-            b.values().append_value(f32::from_bits(0x3f80_0000 + (i as u32) * 97 + j as u32));
+            b.values()
+                .append_value(f32::from_bits(0x3f80_0000 + (i as u32) * 97 + j as u32));
         }
         b.append(true);
     }
@@ -60,8 +64,9 @@ fn float_vectors(rows: usize, dim: i32) -> ArrayRef {
 }
 
 fn int8_vectors(rows: usize, dim: i32) -> ArrayRef {
-    let mut b = FixedSizeListBuilder::new(Int8Builder::new(), dim)
-        .with_field(Arc::new(arrow_schema::Field::new_list_field(arrow_schema::DataType::Int8, false)));
+    let mut b = FixedSizeListBuilder::new(Int8Builder::new(), dim).with_field(Arc::new(
+        arrow_schema::Field::new_list_field(arrow_schema::DataType::Int8, false),
+    ));
     for i in 0..rows {
         for j in 0..dim {
             b.values().append_value((i as i32 * 3 - j) as i8);
@@ -97,25 +102,106 @@ fn sparse_rows(rows: usize) -> ArrayRef {
 fn every_type(rows: usize) -> Vec<(DataType, ArrayRef)> {
     let n = rows as i64;
     vec![
-        (DataType::Bool, Arc::new(BooleanArray::from_iter((0..rows).map(|i| Some(i % 3 == 0))))),
-        (DataType::Int8, Arc::new(Int8Array::from_iter_values((0..n).map(|i| (i % 200 - 100) as i8)))),
-        (DataType::Int16, Arc::new(Int16Array::from_iter_values((0..n).map(|i| (i * 7 - 900) as i16)))),
-        (DataType::Int32, Arc::new(Int32Array::from_iter_values((0..n).map(|i| (i * 100_003) as i32)))),
-        (DataType::Int64, Arc::new(Int64Array::from_iter_values((0..n).map(|i| i * -1_000_000_007)))),
-        (DataType::Float, Arc::new(Float32Array::from_iter_values((0..n).map(|i| i as f32 / 3.0)))),
-        (DataType::Double, Arc::new(Float64Array::from_iter_values((0..n).map(|i| i as f64 / 7.0)))),
-        (DataType::VarChar, Arc::new(StringArray::from_iter_values((0..n).map(|i| format!("v-{i}-é"))))),
-        (DataType::String, Arc::new(StringArray::from_iter_values((0..n).map(|i| format!("s{i}"))))),
-        (DataType::Text, Arc::new(StringArray::from_iter_values((0..n).map(|i| "t".repeat(i as usize % 9))))),
-        (DataType::Json, Arc::new(BinaryArray::from_iter_values((0..n).map(|i| format!("{{\"k\":{i}}}").into_bytes())))),
-        (DataType::Geometry, Arc::new(BinaryArray::from_iter_values((0..n).map(|i| vec![1u8, 1, 0, 0, 0, i as u8])))),
-        (DataType::Timestamptz, Arc::new(Int64Array::from_iter_values((0..n).map(|i| 1_700_000_000_000_000 + i)))),
+        (
+            DataType::Bool,
+            Arc::new(BooleanArray::from_iter((0..rows).map(|i| Some(i % 3 == 0)))),
+        ),
+        (
+            DataType::Int8,
+            Arc::new(Int8Array::from_iter_values(
+                (0..n).map(|i| (i % 200 - 100) as i8),
+            )),
+        ),
+        (
+            DataType::Int16,
+            Arc::new(Int16Array::from_iter_values(
+                (0..n).map(|i| (i * 7 - 900) as i16),
+            )),
+        ),
+        (
+            DataType::Int32,
+            Arc::new(Int32Array::from_iter_values(
+                (0..n).map(|i| (i * 100_003) as i32),
+            )),
+        ),
+        (
+            DataType::Int64,
+            Arc::new(Int64Array::from_iter_values(
+                (0..n).map(|i| i * -1_000_000_007),
+            )),
+        ),
+        (
+            DataType::Float,
+            Arc::new(Float32Array::from_iter_values(
+                (0..n).map(|i| i as f32 / 3.0),
+            )),
+        ),
+        (
+            DataType::Double,
+            Arc::new(Float64Array::from_iter_values(
+                (0..n).map(|i| i as f64 / 7.0),
+            )),
+        ),
+        (
+            DataType::VarChar,
+            Arc::new(StringArray::from_iter_values(
+                (0..n).map(|i| format!("v-{i}-é")),
+            )),
+        ),
+        (
+            DataType::String,
+            Arc::new(StringArray::from_iter_values(
+                (0..n).map(|i| format!("s{i}")),
+            )),
+        ),
+        (
+            DataType::Text,
+            Arc::new(StringArray::from_iter_values(
+                (0..n).map(|i| "t".repeat(i as usize % 9)),
+            )),
+        ),
+        (
+            DataType::Json,
+            Arc::new(BinaryArray::from_iter_values(
+                (0..n).map(|i| format!("{{\"k\":{i}}}").into_bytes()),
+            )),
+        ),
+        (
+            DataType::Geometry,
+            Arc::new(BinaryArray::from_iter_values(
+                (0..n).map(|i| vec![1u8, 1, 0, 0, 0, i as u8]),
+            )),
+        ),
+        (
+            DataType::Timestamptz,
+            Arc::new(Int64Array::from_iter_values(
+                (0..n).map(|i| 1_700_000_000_000_000 + i),
+            )),
+        ),
         (DataType::Array, long_lists(rows)),
         (DataType::FloatVector, float_vectors(rows, 4)),
         (DataType::Int8Vector, int8_vectors(rows, 5)),
-        (DataType::BinaryVector, Arc::new(FixedSizeBinaryArray::try_from_iter((0..rows).map(|i| [i as u8, !(i as u8)])).unwrap())),
-        (DataType::Float16Vector, Arc::new(FixedSizeBinaryArray::try_from_iter((0..rows).map(|i| [i as u8, 0x3c, 0, 0xbc])).unwrap())),
-        (DataType::BFloat16Vector, Arc::new(FixedSizeBinaryArray::try_from_iter((0..rows).map(|i| [0x80, 0x3f, i as u8, 0x40])).unwrap())),
+        (
+            DataType::BinaryVector,
+            Arc::new(
+                FixedSizeBinaryArray::try_from_iter((0..rows).map(|i| [i as u8, !(i as u8)]))
+                    .unwrap(),
+            ),
+        ),
+        (
+            DataType::Float16Vector,
+            Arc::new(
+                FixedSizeBinaryArray::try_from_iter((0..rows).map(|i| [i as u8, 0x3c, 0, 0xbc]))
+                    .unwrap(),
+            ),
+        ),
+        (
+            DataType::BFloat16Vector,
+            Arc::new(
+                FixedSizeBinaryArray::try_from_iter((0..rows).map(|i| [0x80, 0x3f, i as u8, 0x40]))
+                    .unwrap(),
+            ),
+        ),
         (DataType::SparseFloatVector, sparse_rows(rows)),
     ]
 }
@@ -134,29 +220,46 @@ async fn read_all(src: Arc<dyn ByteSource>) -> Result<ArrayRef, Error> {
 async fn header_bytes_follow_upstream_layout() {
     let col: ArrayRef = Arc::new(Int64Array::from(vec![5, 6, 7]));
     let b = write_insert_log(&spec(DataType::Int64, 100, None), &col).unwrap();
-    assert_eq!(&b[0..4], &[0xBC, 0xFA, 0xFF, 0x00], "magic 0xFFFABC little-endian");
+    assert_eq!(
+        &b[0..4],
+        &[0xBC, 0xFA, 0xFF, 0x00],
+        "magic 0xFFFABC little-endian"
+    );
     assert_eq!(u64::from_le_bytes(b[4..12].try_into().unwrap()), TS0);
     assert_eq!(b[12], 0, "descriptor type code");
     let extras = br#"{"original_size":""#;
     let ev_len = i32::from_le_bytes(b[13..17].try_into().unwrap()) as usize;
     let extra_len = i32::from_le_bytes(b[81..85].try_into().unwrap()) as usize;
     assert_eq!(ev_len, 17 + 52 + 8 + 4 + extra_len);
-    assert_eq!(i32::from_le_bytes(b[17..21].try_into().unwrap()) as usize, 4 + ev_len);
+    assert_eq!(
+        i32::from_le_bytes(b[17..21].try_into().unwrap()) as usize,
+        4 + ev_len
+    );
     assert_eq!(i64::from_le_bytes(b[21..29].try_into().unwrap()), 11);
     assert_eq!(i64::from_le_bytes(b[29..37].try_into().unwrap()), 22);
     assert_eq!(i64::from_le_bytes(b[37..45].try_into().unwrap()), 33);
     assert_eq!(i64::from_le_bytes(b[45..53].try_into().unwrap()), 100);
     assert_eq!(u64::from_le_bytes(b[53..61].try_into().unwrap()), TS0);
     assert_eq!(u64::from_le_bytes(b[61..69].try_into().unwrap()), TS0 + 10);
-    assert_eq!(i32::from_le_bytes(b[69..73].try_into().unwrap()), 5, "payload type Int64");
+    assert_eq!(
+        i32::from_le_bytes(b[69..73].try_into().unwrap()),
+        5,
+        "payload type Int64"
+    );
     assert_eq!(&b[73..81], &[52, 16, 16, 16, 16, 16, 16, 16]);
     assert_eq!(&b[85..85 + extras.len()], extras);
     let ev = 4 + ev_len;
     assert_eq!(b[ev + 8], 1, "insert event");
     let len = i32::from_le_bytes(b[ev + 9..ev + 13].try_into().unwrap()) as usize;
     assert_eq!(ev + len, b.len());
-    assert_eq!(i32::from_le_bytes(b[ev + 13..ev + 17].try_into().unwrap()) as usize, b.len());
-    assert_eq!(u64::from_le_bytes(b[ev + 17..ev + 25].try_into().unwrap()), TS0);
+    assert_eq!(
+        i32::from_le_bytes(b[ev + 13..ev + 17].try_into().unwrap()) as usize,
+        b.len()
+    );
+    assert_eq!(
+        u64::from_le_bytes(b[ev + 17..ev + 25].try_into().unwrap()),
+        TS0
+    );
     assert_eq!(&b[ev + 33..ev + 37], b"PAR1");
     assert_eq!(&b[b.len() - 4..], b"PAR1");
 }
@@ -165,11 +268,16 @@ async fn header_bytes_follow_upstream_layout() {
 async fn every_type_round_trips() {
     for (dt, col) in every_type(50) {
         let b = write_insert_log(&spec(dt, 101, None), &col).unwrap();
-        let got = read_all(mem("t", b)).await.unwrap_or_else(|e| panic!("{dt}: {e}"));
-        assert_eq!(got.to_data(), col.to_data(), "{dt}");
-        let f = BinlogFile::open(mem("t", write_insert_log(&spec(dt, 101, None), &col).unwrap()))
+        let got = read_all(mem("t", b))
             .await
-            .unwrap();
+            .unwrap_or_else(|e| panic!("{dt}: {e}"));
+        assert_eq!(got.to_data(), col.to_data(), "{dt}");
+        let f = BinlogFile::open(mem(
+            "t",
+            write_insert_log(&spec(dt, 101, None), &col).unwrap(),
+        ))
+        .await
+        .unwrap();
         assert_eq!(f.descriptor().payload_type, dt);
     }
 }
@@ -192,7 +300,11 @@ async fn nullable_columns_keep_validity() {
 fn entries(varchar: bool) -> Vec<DeleteEntry> {
     (0..20)
         .map(|i| DeleteEntry {
-            pk: if varchar { Pk::VarChar(format!("k<{i}>&")) } else { Pk::Int64(i * 3 - 10) },
+            pk: if varchar {
+                Pk::VarChar(format!("k<{i}>&"))
+            } else {
+                Pk::Int64(i * 3 - 10)
+            },
             ts: TS0 + i as u64,
         })
         .collect()
@@ -239,7 +351,10 @@ async fn delete_logs_in_every_encoding() {
 
 #[tokio::test]
 async fn json_delete_rows_are_the_go_bytes() {
-    let es = vec![DeleteEntry { pk: Pk::VarChar("a<b".into()), ts: 9 }];
+    let es = vec![DeleteEntry {
+        pk: Pk::VarChar("a<b".into()),
+        ts: 9,
+    }];
     let b = write_delta_log(&ids(0), &es, DeltaEncoding::V1Json).unwrap();
     // the string sits uncompressed-or-not inside zstd; decode and compare the row text
     let mut f = BinlogFile::open(mem("d", b.clone())).await.unwrap();
@@ -253,17 +368,46 @@ async fn json_delete_rows_are_the_go_bytes() {
 fn v2_segment(rows: usize, group0_rows: usize) -> Segment {
     let n = rows as i64;
     let g0 = vec![
-        GroupColumn { field_id: 0, name: "RowID".into(), data_type: DataType::Int64, nullable: false,
-            values: Arc::new(Int64Array::from_iter_values((0..group0_rows as i64).map(|i| 1000 + i))) },
-        GroupColumn { field_id: 1, name: "Timestamp".into(), data_type: DataType::Int64, nullable: false,
-            values: Arc::new(Int64Array::from_iter_values((0..group0_rows as i64).map(|i| (TS0 + i as u64) as i64))) },
-        GroupColumn { field_id: 100, name: "pk".into(), data_type: DataType::Int64, nullable: false,
-            values: Arc::new(Int64Array::from_iter_values(0..group0_rows as i64)) },
-        GroupColumn { field_id: 102, name: "arr".into(), data_type: DataType::Array, nullable: false,
-            values: long_lists(group0_rows) },
+        GroupColumn {
+            field_id: 0,
+            name: "RowID".into(),
+            data_type: DataType::Int64,
+            nullable: false,
+            values: Arc::new(Int64Array::from_iter_values(
+                (0..group0_rows as i64).map(|i| 1000 + i),
+            )),
+        },
+        GroupColumn {
+            field_id: 1,
+            name: "Timestamp".into(),
+            data_type: DataType::Int64,
+            nullable: false,
+            values: Arc::new(Int64Array::from_iter_values(
+                (0..group0_rows as i64).map(|i| (TS0 + i as u64) as i64),
+            )),
+        },
+        GroupColumn {
+            field_id: 100,
+            name: "pk".into(),
+            data_type: DataType::Int64,
+            nullable: false,
+            values: Arc::new(Int64Array::from_iter_values(0..group0_rows as i64)),
+        },
+        GroupColumn {
+            field_id: 102,
+            name: "arr".into(),
+            data_type: DataType::Array,
+            nullable: false,
+            values: long_lists(group0_rows),
+        },
     ];
-    let g101 = vec![GroupColumn { field_id: 101, name: "vec".into(), data_type: DataType::FloatVector,
-        nullable: false, values: float_vectors(rows, 4) }];
+    let g101 = vec![GroupColumn {
+        field_id: 101,
+        name: "vec".into(),
+        data_type: DataType::FloatVector,
+        nullable: false,
+        values: float_vectors(rows, 4),
+    }];
     let groups = vec![vec![0, 1, 100, 102], vec![101]];
     let f0 = write_column_group(&g0, &groups).unwrap();
     let f1 = write_column_group(&g101, &groups).unwrap();
@@ -271,14 +415,26 @@ fn v2_segment(rows: usize, group0_rows: usize) -> Segment {
     let mut map = BTreeMap::new();
     map.insert(0, vec![mem("g0", f0)]);
     map.insert(101, vec![mem("g101", f1)]);
-    Segment::new("v2seg", SegmentFiles::V2 {
-        groups: map,
-        schema: vec![
-            FieldSpec { field_id: 100, data_type: DataType::Int64 },
-            FieldSpec { field_id: 101, data_type: DataType::FloatVector },
-            FieldSpec { field_id: 102, data_type: DataType::Array },
-        ],
-    })
+    Segment::new(
+        "v2seg",
+        SegmentFiles::V2 {
+            groups: map,
+            schema: vec![
+                FieldSpec {
+                    field_id: 100,
+                    data_type: DataType::Int64,
+                },
+                FieldSpec {
+                    field_id: 101,
+                    data_type: DataType::FloatVector,
+                },
+                FieldSpec {
+                    field_id: 102,
+                    data_type: DataType::Array,
+                },
+            ],
+        },
+    )
     .with_batch_rows(16)
 }
 
@@ -291,12 +447,17 @@ async fn storage_v2_segments_read_aligned_and_count_live() {
     let want_vec = float_vectors(40, 4);
     let want_arr = long_lists(40);
     while let Some(b) = r.next_batch().await.unwrap() {
-        let pk = column(&b, 100).unwrap().as_primitive::<arrow_array::types::Int64Type>();
+        let pk = column(&b, 100)
+            .unwrap()
+            .as_primitive::<arrow_array::types::Int64Type>();
         for i in 0..b.num_rows() {
             let p = pk.value(i) as usize;
             assert_eq!(p, rows + i);
             let v = column(&b, 101).unwrap().as_fixed_size_list().value(i);
-            assert_eq!(v.to_data(), want_vec.as_fixed_size_list().value(p).to_data());
+            assert_eq!(
+                v.to_data(),
+                want_vec.as_fixed_size_list().value(p).to_data()
+            );
             let a = column(&b, 102).unwrap().as_list::<i32>().value(i);
             assert_eq!(a.to_data(), want_arr.as_list::<i32>().value(p).to_data());
         }
@@ -305,9 +466,18 @@ async fn storage_v2_segments_read_aligned_and_count_live() {
     assert_eq!(rows, 40);
     // deletes at the row's own ts keep the row; later ones remove it
     let set: DeleteSet = [
-        DeleteEntry { pk: Pk::Int64(3), ts: TS0 + 3 },
-        DeleteEntry { pk: Pk::Int64(4), ts: TS0 + 5 },
-        DeleteEntry { pk: Pk::Int64(99), ts: u64::MAX },
+        DeleteEntry {
+            pk: Pk::Int64(3),
+            ts: TS0 + 3,
+        },
+        DeleteEntry {
+            pk: Pk::Int64(4),
+            ts: TS0 + 5,
+        },
+        DeleteEntry {
+            pk: Pk::Int64(99),
+            ts: u64::MAX,
+        },
     ]
     .into_iter()
     .collect();
@@ -335,11 +505,28 @@ async fn row_count_mismatch_names_segment_and_fields() {
     let a: ArrayRef = Arc::new(Int64Array::from(vec![1, 2, 3]));
     let b: ArrayRef = Arc::new(Int64Array::from(vec![1, 2]));
     let mut fields = BTreeMap::new();
-    fields.insert(0, vec![mem("f0", write_insert_log(&spec(DataType::Int64, 0, None), &a).unwrap())]);
-    fields.insert(100, vec![mem("f100", write_insert_log(&spec(DataType::Int64, 100, None), &b).unwrap())]);
+    fields.insert(
+        0,
+        vec![mem(
+            "f0",
+            write_insert_log(&spec(DataType::Int64, 0, None), &a).unwrap(),
+        )],
+    );
+    fields.insert(
+        100,
+        vec![mem(
+            "f100",
+            write_insert_log(&spec(DataType::Int64, 100, None), &b).unwrap(),
+        )],
+    );
     let seg = Segment::new("seg-7", SegmentFiles::V1 { fields });
     let msg = seg.check_row_counts().await.unwrap_err().to_string();
-    assert!(msg.contains("seg-7") && msg.contains("field 0: 3 rows") && msg.contains("field 100: 2 rows"), "{msg}");
+    assert!(
+        msg.contains("seg-7")
+            && msg.contains("field 0: 3 rows")
+            && msg.contains("field 100: 2 rows"),
+        "{msg}"
+    );
 }
 
 /// Decode a file fully with every reader that applies; must not panic.
@@ -353,7 +540,9 @@ async fn decode_everything(b: Vec<u8>) -> Result<(), Error> {
 
 #[tokio::test]
 async fn truncation_at_every_offset_is_an_error_naming_file_and_offset() {
-    let col: ArrayRef = Arc::new(StringArray::from_iter_values((0..30).map(|i| format!("row {i}"))));
+    let col: ArrayRef = Arc::new(StringArray::from_iter_values(
+        (0..30).map(|i| format!("row {i}")),
+    ));
     let full = write_insert_log(&spec(DataType::VarChar, 100, None), &col).unwrap();
     let delta = write_delta_log(&ids(0), &entries(false), DeltaEncoding::V1Json).unwrap();
     for file in [full, delta] {
@@ -375,7 +564,10 @@ async fn flipped_bytes_never_panic() {
     // bytes every flip of which must be caught: magic, descriptor type/length/next,
     // payload type, post-header lengths, extras length, event type/length/next
     let checked = |at: usize| {
-        at < 4 || (12..21).contains(&at) || (69..85).contains(&at) || (ev + 8..ev + 17).contains(&at)
+        at < 4
+            || (12..21).contains(&at)
+            || (69..85).contains(&at)
+            || (ev + 8..ev + 17).contains(&at)
     };
     for at in 0..full.len() {
         for mask in [0x01u8, 0x80, 0xff] {
@@ -397,5 +589,15 @@ async fn unknown_data_type_is_rejected_precisely() {
     let mut b = write_insert_log(&spec(DataType::Int64, 100, None), &col).unwrap();
     b[69..73].copy_from_slice(&77i32.to_le_bytes());
     let e = InsertLog::open(mem("ins/77", b)).await.err().unwrap();
-    assert!(matches!(e, Error::UnknownDataType { value: 77, offset: 69, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::UnknownDataType {
+                value: 77,
+                offset: 69,
+                ..
+            }
+        ),
+        "{e}"
+    );
 }

@@ -23,8 +23,8 @@ fn fixtures(version: &str) -> PathBuf {
 }
 
 fn expected(version: &str) -> Value {
-    let text = std::fs::read_to_string(fixtures(version).join("expected.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
+    let text = std::fs::read_to_string(fixtures(version).join("expected.json")).expect("test data");
+    serde_json::from_str(&text).expect("test data")
 }
 
 fn files_under(dir: &Path) -> Vec<PathBuf> {
@@ -35,7 +35,7 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
             continue;
         };
         for e in rd {
-            let p = e.unwrap().path();
+            let p = e.expect("test data").path();
             if p.is_dir() {
                 stack.push(p);
             } else {
@@ -48,15 +48,15 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn src(p: &Path) -> Arc<dyn ByteSource> {
-    Arc::new(FileSource::open(p).unwrap())
+    Arc::new(FileSource::open(p).expect("test data"))
 }
 
 /// (collection, partition, segment, field, log) ids from an insert_log path.
 fn ids(p: &Path) -> Vec<i64> {
-    let parts: Vec<&str> = p.iter().map(|s| s.to_str().unwrap()).collect();
+    let parts: Vec<&str> = p.iter().map(|s| s.to_str().expect("test data")).collect();
     parts[parts.len() - 5..]
         .iter()
-        .map(|s| s.parse().unwrap())
+        .map(|s| s.parse().expect("test data"))
         .collect()
 }
 
@@ -92,7 +92,7 @@ fn collection(version: &str, name: &str) -> Coll {
 }
 
 fn field_id(exp: &Value, name: &str) -> i64 {
-    exp["fields"][name]["field_id"].as_i64().unwrap()
+    exp["fields"][name]["field_id"].as_i64().expect("test data")
 }
 
 fn f32r(x: f64) -> f32 {
@@ -111,13 +111,18 @@ async fn descriptors_match_paths_and_types() {
             let c = collection(version, name);
             let types: BTreeMap<i64, i64> = c.exp["fields"]
                 .as_object()
-                .unwrap()
+                .expect("test data")
                 .values()
-                .map(|f| (f["field_id"].as_i64().unwrap(), f["type"].as_i64().unwrap()))
+                .map(|f| {
+                    (
+                        f["field_id"].as_i64().expect("test data"),
+                        f["type"].as_i64().expect("test data"),
+                    )
+                })
                 .collect();
             for files in c.by_field.values() {
                 for p in files {
-                    let f = BinlogFile::open(src(p)).await.unwrap();
+                    let f = BinlogFile::open(src(p)).await.expect("test data");
                     let d = f.descriptor();
                     let id = ids(p);
                     assert_eq!(
@@ -141,7 +146,8 @@ async fn descriptors_match_paths_and_types() {
             for p in &c.stats {
                 // stats logs are bare JSON (2.3's compound log "1" an array, others an
                 // object), not binlog envelopes: a reader must not expect the magic
-                let v: Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
+                let v: Value = serde_json::from_slice(&std::fs::read(p).expect("test data"))
+                    .expect("test data");
                 assert!(v.is_array() || v.is_object(), "{}", p.display());
                 assert!(BinlogFile::open(src(p)).await.is_err());
             }
@@ -154,9 +160,9 @@ async fn all_types_rows_are_exact() {
     for version in ["2.3.5", "2.2.16"] {
         let c = collection(version, "all_types");
         let exp = &c.exp;
-        let inserted = exp["inserted_rows"].as_u64().unwrap();
+        let inserted = exp["inserted_rows"].as_u64().expect("test data");
         assert_eq!(
-            c.segment.check_row_counts().await.unwrap(),
+            c.segment.check_row_counts().await.expect("test data"),
             inserted,
             "{version}"
         );
@@ -164,18 +170,18 @@ async fn all_types_rows_are_exact() {
         assert!(c.by_field.values().all(|v| v.len() == 2), "{version}");
         let upserted: BTreeSet<i64> = exp["upserted_pks"]
             .as_array()
-            .unwrap()
+            .expect("test data")
             .iter()
-            .map(|v| v.as_i64().unwrap())
+            .map(|v| v.as_i64().expect("test data"))
             .collect();
         let fid = |n: &str| field_id(exp, n);
-        let meta_field = *c.by_field.keys().max().unwrap();
-        let mut reader = c.segment.batches(None).await.unwrap();
+        let meta_field = *c.by_field.keys().max().expect("test data");
+        let mut reader = c.segment.batches(None).await.expect("test data");
         let mut rows = 0u64;
         let mut row_ids = BTreeSet::new();
         let mut seen_upserted = BTreeMap::<i64, u32>::new();
-        while let Some(b) = reader.next_batch().await.unwrap() {
-            let col = |id: i64| -> &ArrayRef { column(&b, id).unwrap() };
+        while let Some(b) = reader.next_batch().await.expect("test data") {
+            let col = |id: i64| -> &ArrayRef { column(&b, id).expect("test data") };
             let pk = col(fid("pk")).as_primitive::<Int64Type>();
             let ts = col(TIMESTAMP_FIELD).as_primitive::<Int64Type>();
             let rid = col(ROW_ID_FIELD).as_primitive::<Int64Type>();
@@ -226,14 +232,15 @@ async fn all_types_rows_are_exact() {
                         format!("str-{i}")
                     }
                 );
-                let j: Value =
-                    serde_json::from_slice(col(fid("j")).as_binary::<i32>().value(r)).unwrap();
+                let j: Value = serde_json::from_slice(col(fid("j")).as_binary::<i32>().value(r))
+                    .expect("test data");
                 assert_eq!(
                     j,
                     serde_json::json!({"i": i, "tag": format!("t{}", i % 5), "list": [i, i + 1]})
                 );
                 let meta: Value =
-                    serde_json::from_slice(col(meta_field).as_binary::<i32>().value(r)).unwrap();
+                    serde_json::from_slice(col(meta_field).as_binary::<i32>().value(r))
+                        .expect("test data");
                 if i.is_multiple_of(2) {
                     assert_eq!(
                         meta,
@@ -267,7 +274,9 @@ async fn all_types_rows_are_exact() {
 fn check_arrays(b: &arrow_array::RecordBatch, exp: &Value, r: usize, i: usize) {
     let n = i % 4;
     let list = |name: &str| -> ArrayRef {
-        let l = column(b, field_id(exp, name)).unwrap().as_list::<i32>();
+        let l = column(b, field_id(exp, name))
+            .expect("test data")
+            .as_list::<i32>();
         l.value(r)
     };
     let ik = |k: usize| (i + k) as i64;
@@ -275,7 +284,7 @@ fn check_arrays(b: &arrow_array::RecordBatch, exp: &Value, r: usize, i: usize) {
     assert_eq!(
         v.as_boolean()
             .iter()
-            .map(|x| x.unwrap())
+            .map(|x| x.expect("test data"))
             .collect::<Vec<_>>(),
         (0..n)
             .map(|k| (i + k).is_multiple_of(3))
@@ -320,7 +329,7 @@ fn check_arrays(b: &arrow_array::RecordBatch, exp: &Value, r: usize, i: usize) {
     assert_eq!(
         v.as_string::<i32>()
             .iter()
-            .map(|s| s.unwrap().to_owned())
+            .map(|s| s.expect("test data").to_owned())
             .collect::<Vec<_>>(),
         (0..n).map(|k| format!("e{i}-{k}")).collect::<Vec<_>>()
     );
@@ -331,19 +340,21 @@ async fn binary_vectors_and_varchar_keys_are_exact() {
     for version in ["2.3.5", "2.2.16"] {
         let c = collection(version, "binvec");
         let exp = &c.exp;
-        let mut reader = c.segment.batches(None).await.unwrap();
+        let mut reader = c.segment.batches(None).await.expect("test data");
         let mut rows = 0;
-        while let Some(b) = reader.next_batch().await.unwrap() {
-            let pk = column(&b, field_id(exp, "pk")).unwrap().as_string::<i32>();
+        while let Some(b) = reader.next_batch().await.expect("test data") {
+            let pk = column(&b, field_id(exp, "pk"))
+                .expect("test data")
+                .as_string::<i32>();
             let n = column(&b, field_id(exp, "n"))
-                .unwrap()
+                .expect("test data")
                 .as_primitive::<Int64Type>();
             let bv = column(&b, field_id(exp, "bv"))
-                .unwrap()
+                .expect("test data")
                 .as_fixed_size_binary();
             assert_eq!(bv.value_length(), 2);
             for r in 0..b.num_rows() {
-                let i: usize = pk.value(r)["key-".len()..].parse().unwrap();
+                let i: usize = pk.value(r)["key-".len()..].parse().expect("test data");
                 assert_eq!(pk.value(r), format!("key-{i:04}"));
                 assert_eq!(n.value(r), i as i64 * 2);
                 assert_eq!(bv.value(r), &[(i % 256) as u8, ((i * 7 + 3) % 256) as u8]);
@@ -361,24 +372,30 @@ async fn delete_logs_and_live_rows_match_milvus() {
             let c = collection(version, name);
             let exp = &c.exp;
             assert_eq!(c.delta.len(), 1, "{version}/{name}");
-            let log = read_delta_log(src(&c.delta[0])).await.unwrap();
+            let log = read_delta_log(src(&c.delta[0])).await.expect("test data");
             // 2.2.16 and 2.3.5 both write the JSON variant
             assert_eq!(log.encoding, DeltaEncoding::V1Json);
-            let d = log.descriptor.as_ref().unwrap();
+            let d = log.descriptor.as_ref().expect("test data");
             assert_eq!(d.field_id, -1);
             assert_eq!(d.payload_type, DataType::String);
             let to_pk = |v: &Value| match v {
                 Value::String(s) => Pk::VarChar(s.clone()),
-                v => Pk::Int64(v.as_i64().unwrap()),
+                v => Pk::Int64(v.as_i64().expect("test data")),
             };
             let mut want: Vec<Pk> = exp["deleted_pks"]
                 .as_array()
-                .unwrap()
+                .expect("test data")
                 .iter()
                 .map(to_pk)
                 .collect();
             // an upsert writes a delete of the key at the new row's timestamp
-            want.extend(exp["upserted_pks"].as_array().unwrap().iter().map(to_pk));
+            want.extend(
+                exp["upserted_pks"]
+                    .as_array()
+                    .expect("test data")
+                    .iter()
+                    .map(to_pk),
+            );
             want.sort();
             let mut got: Vec<Pk> = log.entries.iter().map(|e| e.pk.clone()).collect();
             got.sort();
@@ -392,19 +409,25 @@ async fn delete_logs_and_live_rows_match_milvus() {
             }
             let set: DeleteSet = log.entries.into_iter().collect();
             let pk_field = field_id(exp, "pk");
-            let counts = set.count_live(&c.segment, pk_field).await.unwrap();
-            assert_eq!(counts.inserted, exp["inserted_rows"].as_u64().unwrap());
+            let counts = set
+                .count_live(&c.segment, pk_field)
+                .await
+                .expect("test data");
+            assert_eq!(
+                counts.inserted,
+                exp["inserted_rows"].as_u64().expect("test data")
+            );
             assert_eq!(
                 counts.live,
-                exp["live_rows"].as_u64().unwrap(),
+                exp["live_rows"].as_u64().expect("test data"),
                 "{version}/{name}"
             );
             // the filter keeps exactly the keys Milvus's query returned
             let mut live = Vec::new();
-            let mut reader = c.segment.batches(None).await.unwrap();
-            while let Some(b) = reader.next_batch().await.unwrap() {
-                let kept = set.filter_live(&b, pk_field).unwrap();
-                let col = column(&kept, pk_field).unwrap();
+            let mut reader = c.segment.batches(None).await.expect("test data");
+            while let Some(b) = reader.next_batch().await.expect("test data") {
+                let kept = set.filter_live(&b, pk_field).expect("test data");
+                let col = column(&kept, pk_field).expect("test data");
                 for r in 0..kept.num_rows() {
                     live.push(match col.data_type() {
                         arrow_schema::DataType::Utf8 => {
@@ -417,7 +440,7 @@ async fn delete_logs_and_live_rows_match_milvus() {
             live.sort();
             let mut want_live: Vec<Pk> = exp["live_pks"]
                 .as_array()
-                .unwrap()
+                .expect("test data")
                 .iter()
                 .map(to_pk)
                 .collect();
@@ -432,10 +455,10 @@ async fn insert_log_row_counts_come_from_footers() {
     let c = collection("2.3.5", "all_types");
     let mut total = 0;
     for p in &c.by_field[&0] {
-        let n = InsertLog::row_count(src(p)).await.unwrap();
-        let mut log = InsertLog::open(src(p)).await.unwrap();
+        let n = InsertLog::row_count(src(p)).await.expect("test data");
+        let mut log = InsertLog::open(src(p)).await.expect("test data");
         let mut decoded = 0;
-        while let Some(a) = log.next_array().await.unwrap() {
+        while let Some(a) = log.next_array().await.expect("test data") {
             decoded += a.len() as u64;
         }
         assert_eq!(n, decoded);

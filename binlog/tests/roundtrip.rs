@@ -185,21 +185,21 @@ fn every_type(rows: usize) -> Vec<(DataType, ArrayRef)> {
             DataType::BinaryVector,
             Arc::new(
                 FixedSizeBinaryArray::try_from_iter((0..rows).map(|i| [i as u8, !(i as u8)]))
-                    .unwrap(),
+                    .expect("test data"),
             ),
         ),
         (
             DataType::Float16Vector,
             Arc::new(
                 FixedSizeBinaryArray::try_from_iter((0..rows).map(|i| [i as u8, 0x3c, 0, 0xbc]))
-                    .unwrap(),
+                    .expect("test data"),
             ),
         ),
         (
             DataType::BFloat16Vector,
             Arc::new(
                 FixedSizeBinaryArray::try_from_iter((0..rows).map(|i| [0x80, 0x3f, i as u8, 0x40]))
-                    .unwrap(),
+                    .expect("test data"),
             ),
         ),
         (DataType::SparseFloatVector, sparse_rows(rows)),
@@ -213,36 +213,57 @@ async fn read_all(src: Arc<dyn ByteSource>) -> Result<ArrayRef, Error> {
         parts.push(a);
     }
     let refs: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
-    Ok(arrow_select::concat::concat(&refs).unwrap())
+    Ok(arrow_select::concat::concat(&refs).expect("test data"))
 }
 
 #[tokio::test]
 async fn header_bytes_follow_upstream_layout() {
     let col: ArrayRef = Arc::new(Int64Array::from(vec![5, 6, 7]));
-    let b = write_insert_log(&spec(DataType::Int64, 100, None), &col).unwrap();
+    let b = write_insert_log(&spec(DataType::Int64, 100, None), &col).expect("test data");
     assert_eq!(
         &b[0..4],
         &[0xBC, 0xFA, 0xFF, 0x00],
         "magic 0xFFFABC little-endian"
     );
-    assert_eq!(u64::from_le_bytes(b[4..12].try_into().unwrap()), TS0);
+    assert_eq!(
+        u64::from_le_bytes(b[4..12].try_into().expect("test data")),
+        TS0
+    );
     assert_eq!(b[12], 0, "descriptor type code");
     let extras = br#"{"original_size":""#;
-    let ev_len = i32::from_le_bytes(b[13..17].try_into().unwrap()) as usize;
-    let extra_len = i32::from_le_bytes(b[81..85].try_into().unwrap()) as usize;
+    let ev_len = i32::from_le_bytes(b[13..17].try_into().expect("test data")) as usize;
+    let extra_len = i32::from_le_bytes(b[81..85].try_into().expect("test data")) as usize;
     assert_eq!(ev_len, 17 + 52 + 8 + 4 + extra_len);
     assert_eq!(
-        i32::from_le_bytes(b[17..21].try_into().unwrap()) as usize,
+        i32::from_le_bytes(b[17..21].try_into().expect("test data")) as usize,
         4 + ev_len
     );
-    assert_eq!(i64::from_le_bytes(b[21..29].try_into().unwrap()), 11);
-    assert_eq!(i64::from_le_bytes(b[29..37].try_into().unwrap()), 22);
-    assert_eq!(i64::from_le_bytes(b[37..45].try_into().unwrap()), 33);
-    assert_eq!(i64::from_le_bytes(b[45..53].try_into().unwrap()), 100);
-    assert_eq!(u64::from_le_bytes(b[53..61].try_into().unwrap()), TS0);
-    assert_eq!(u64::from_le_bytes(b[61..69].try_into().unwrap()), TS0 + 10);
     assert_eq!(
-        i32::from_le_bytes(b[69..73].try_into().unwrap()),
+        i64::from_le_bytes(b[21..29].try_into().expect("test data")),
+        11
+    );
+    assert_eq!(
+        i64::from_le_bytes(b[29..37].try_into().expect("test data")),
+        22
+    );
+    assert_eq!(
+        i64::from_le_bytes(b[37..45].try_into().expect("test data")),
+        33
+    );
+    assert_eq!(
+        i64::from_le_bytes(b[45..53].try_into().expect("test data")),
+        100
+    );
+    assert_eq!(
+        u64::from_le_bytes(b[53..61].try_into().expect("test data")),
+        TS0
+    );
+    assert_eq!(
+        u64::from_le_bytes(b[61..69].try_into().expect("test data")),
+        TS0 + 10
+    );
+    assert_eq!(
+        i32::from_le_bytes(b[69..73].try_into().expect("test data")),
         5,
         "payload type Int64"
     );
@@ -250,14 +271,14 @@ async fn header_bytes_follow_upstream_layout() {
     assert_eq!(&b[85..85 + extras.len()], extras);
     let ev = 4 + ev_len;
     assert_eq!(b[ev + 8], 1, "insert event");
-    let len = i32::from_le_bytes(b[ev + 9..ev + 13].try_into().unwrap()) as usize;
+    let len = i32::from_le_bytes(b[ev + 9..ev + 13].try_into().expect("test data")) as usize;
     assert_eq!(ev + len, b.len());
     assert_eq!(
-        i32::from_le_bytes(b[ev + 13..ev + 17].try_into().unwrap()) as usize,
+        i32::from_le_bytes(b[ev + 13..ev + 17].try_into().expect("test data")) as usize,
         b.len()
     );
     assert_eq!(
-        u64::from_le_bytes(b[ev + 17..ev + 25].try_into().unwrap()),
+        u64::from_le_bytes(b[ev + 17..ev + 25].try_into().expect("test data")),
         TS0
     );
     assert_eq!(&b[ev + 33..ev + 37], b"PAR1");
@@ -267,17 +288,17 @@ async fn header_bytes_follow_upstream_layout() {
 #[tokio::test]
 async fn every_type_round_trips() {
     for (dt, col) in every_type(50) {
-        let b = write_insert_log(&spec(dt, 101, None), &col).unwrap();
+        let b = write_insert_log(&spec(dt, 101, None), &col).expect("test data");
         let got = read_all(mem("t", b))
             .await
             .unwrap_or_else(|e| panic!("{dt}: {e}"));
         assert_eq!(got.to_data(), col.to_data(), "{dt}");
         let f = BinlogFile::open(mem(
             "t",
-            write_insert_log(&spec(dt, 101, None), &col).unwrap(),
+            write_insert_log(&spec(dt, 101, None), &col).expect("test data"),
         ))
         .await
-        .unwrap();
+        .expect("test data");
         assert_eq!(f.descriptor().payload_type, dt);
     }
 }
@@ -285,14 +306,19 @@ async fn every_type_round_trips() {
 #[tokio::test]
 async fn nullable_columns_keep_validity() {
     let col: ArrayRef = Arc::new(Int32Array::from(vec![Some(1), None, Some(3), None]));
-    let b = write_insert_log(&spec(DataType::Int32, 102, Some(true)), &col).unwrap();
-    let f = BinlogFile::open(mem("n", b.clone())).await.unwrap();
+    let b = write_insert_log(&spec(DataType::Int32, 102, Some(true)), &col).expect("test data");
+    let f = BinlogFile::open(mem("n", b.clone()))
+        .await
+        .expect("test data");
     assert!(f.descriptor().nullable());
-    let got = read_all(mem("n", b)).await.unwrap();
+    let got = read_all(mem("n", b)).await.expect("test data");
     assert_eq!(got.to_data(), col.to_data());
     let s: ArrayRef = Arc::new(StringArray::from(vec![None, Some("x")]));
-    let b = write_insert_log(&spec(DataType::VarChar, 103, Some(true)), &s).unwrap();
-    assert_eq!(read_all(mem("n", b)).await.unwrap().to_data(), s.to_data());
+    let b = write_insert_log(&spec(DataType::VarChar, 103, Some(true)), &s).expect("test data");
+    assert_eq!(
+        read_all(mem("n", b)).await.expect("test data").to_data(),
+        s.to_data()
+    );
     // nulls without the nullable flag are refused, as upstream does
     assert!(write_insert_log(&spec(DataType::Int32, 102, None), &col).is_err());
 }
@@ -325,22 +351,24 @@ async fn delete_logs_in_every_encoding() {
                 assert!(res.is_err());
                 continue;
             }
-            let b = res.unwrap();
-            let log = read_delta_log(mem("d", b.clone())).await.unwrap();
+            let b = res.expect("test data");
+            let log = read_delta_log(mem("d", b.clone()))
+                .await
+                .expect("test data");
             assert_eq!(log.encoding, enc);
             assert_eq!(log.entries, es, "{enc:?}");
             match enc {
                 DeltaEncoding::V2Parquet => assert_eq!(&b[..4], b"PAR1"),
                 DeltaEncoding::V1MultiField => {
-                    let d = log.descriptor.unwrap();
+                    let d = log.descriptor.expect("test data");
                     assert!(d.is_multi_field());
                     assert_eq!(d.payload_type, DataType::Int64);
-                    let mut f = BinlogFile::open(mem("d", b)).await.unwrap();
-                    let e = f.next_event().await.unwrap().unwrap();
+                    let mut f = BinlogFile::open(mem("d", b)).await.expect("test data");
+                    let e = f.next_event().await.expect("test data").expect("test data");
                     assert_eq!((e.header.next_position, e.start_ts, e.end_ts), (-1, 1, 1));
                 }
                 _ => {
-                    let d = log.descriptor.unwrap();
+                    let d = log.descriptor.expect("test data");
                     assert_eq!((d.field_id, d.payload_type), (-1, DataType::String));
                     assert_eq!((d.start_ts, d.end_ts), (TS0, TS0 + 19));
                 }
@@ -355,14 +383,22 @@ async fn json_delete_rows_are_the_go_bytes() {
         pk: Pk::VarChar("a<b".into()),
         ts: 9,
     }];
-    let b = write_delta_log(&ids(0), &es, DeltaEncoding::V1Json).unwrap();
+    let b = write_delta_log(&ids(0), &es, DeltaEncoding::V1Json).expect("test data");
     // the string sits uncompressed-or-not inside zstd; decode and compare the row text
-    let mut f = BinlogFile::open(mem("d", b.clone())).await.unwrap();
-    let e = f.next_event().await.unwrap().unwrap();
+    let mut f = BinlogFile::open(mem("d", b.clone()))
+        .await
+        .expect("test data");
+    let e = f.next_event().await.expect("test data").expect("test data");
     assert_eq!(e.header.event_type, milvault_binlog::v1::EventType::Delete);
     let row = milvault_binlog::write::json_row(&es[0]);
     assert_eq!(row, r#"{"pk":"a\u003cb","ts":9,"pkType":21}"#);
-    assert_eq!(read_delta_log(mem("d", b)).await.unwrap().entries, es);
+    assert_eq!(
+        read_delta_log(mem("d", b))
+            .await
+            .expect("test data")
+            .entries,
+        es
+    );
 }
 
 fn v2_segment(rows: usize, group0_rows: usize) -> Segment {
@@ -409,8 +445,8 @@ fn v2_segment(rows: usize, group0_rows: usize) -> Segment {
         values: float_vectors(rows, 4),
     }];
     let groups = vec![vec![0, 1, 100, 102], vec![101]];
-    let f0 = write_column_group(&g0, &groups).unwrap();
-    let f1 = write_column_group(&g101, &groups).unwrap();
+    let f0 = write_column_group(&g0, &groups).expect("test data");
+    let f1 = write_column_group(&g101, &groups).expect("test data");
     let _ = n;
     let mut map = BTreeMap::new();
     map.insert(0, vec![mem("g0", f0)]);
@@ -441,24 +477,30 @@ fn v2_segment(rows: usize, group0_rows: usize) -> Segment {
 #[tokio::test]
 async fn storage_v2_segments_read_aligned_and_count_live() {
     let seg = v2_segment(40, 40);
-    assert_eq!(seg.check_row_counts().await.unwrap(), 40);
-    let mut r = seg.batches(None).await.unwrap();
+    assert_eq!(seg.check_row_counts().await.expect("test data"), 40);
+    let mut r = seg.batches(None).await.expect("test data");
     let mut rows = 0;
     let want_vec = float_vectors(40, 4);
     let want_arr = long_lists(40);
-    while let Some(b) = r.next_batch().await.unwrap() {
+    while let Some(b) = r.next_batch().await.expect("test data") {
         let pk = column(&b, 100)
-            .unwrap()
+            .expect("test data")
             .as_primitive::<arrow_array::types::Int64Type>();
         for i in 0..b.num_rows() {
             let p = pk.value(i) as usize;
             assert_eq!(p, rows + i);
-            let v = column(&b, 101).unwrap().as_fixed_size_list().value(i);
+            let v = column(&b, 101)
+                .expect("test data")
+                .as_fixed_size_list()
+                .value(i);
             assert_eq!(
                 v.to_data(),
                 want_vec.as_fixed_size_list().value(p).to_data()
             );
-            let a = column(&b, 102).unwrap().as_list::<i32>().value(i);
+            let a = column(&b, 102)
+                .expect("test data")
+                .as_list::<i32>()
+                .value(i);
             assert_eq!(a.to_data(), want_arr.as_list::<i32>().value(p).to_data());
         }
         rows += b.num_rows();
@@ -481,11 +523,14 @@ async fn storage_v2_segments_read_aligned_and_count_live() {
     ]
     .into_iter()
     .collect();
-    let c = set.count_live(&seg, 100).await.unwrap();
+    let c = set.count_live(&seg, 100).await.expect("test data");
     assert_eq!((c.inserted, c.live), (40, 39));
     // the cheap path reads only the pk and timestamp columns
-    let mut r = seg.batches(Some(&[100, TIMESTAMP_FIELD])).await.unwrap();
-    let b = r.next_batch().await.unwrap().unwrap();
+    let mut r = seg
+        .batches(Some(&[100, TIMESTAMP_FIELD]))
+        .await
+        .expect("test data");
+    let b = r.next_batch().await.expect("test data").expect("test data");
     assert_eq!(b.num_columns(), 2);
 }
 
@@ -509,14 +554,14 @@ async fn row_count_mismatch_names_segment_and_fields() {
         0,
         vec![mem(
             "f0",
-            write_insert_log(&spec(DataType::Int64, 0, None), &a).unwrap(),
+            write_insert_log(&spec(DataType::Int64, 0, None), &a).expect("test data"),
         )],
     );
     fields.insert(
         100,
         vec![mem(
             "f100",
-            write_insert_log(&spec(DataType::Int64, 100, None), &b).unwrap(),
+            write_insert_log(&spec(DataType::Int64, 100, None), &b).expect("test data"),
         )],
     );
     let seg = Segment::new("seg-7", SegmentFiles::V1 { fields });
@@ -543,8 +588,9 @@ async fn truncation_at_every_offset_is_an_error_naming_file_and_offset() {
     let col: ArrayRef = Arc::new(StringArray::from_iter_values(
         (0..30).map(|i| format!("row {i}")),
     ));
-    let full = write_insert_log(&spec(DataType::VarChar, 100, None), &col).unwrap();
-    let delta = write_delta_log(&ids(0), &entries(false), DeltaEncoding::V1Json).unwrap();
+    let full = write_insert_log(&spec(DataType::VarChar, 100, None), &col).expect("test data");
+    let delta =
+        write_delta_log(&ids(0), &entries(false), DeltaEncoding::V1Json).expect("test data");
     for file in [full, delta] {
         for cut in 0..file.len() {
             let e = decode_everything(file[..cut].to_vec()).await;
@@ -559,7 +605,7 @@ async fn truncation_at_every_offset_is_an_error_naming_file_and_offset() {
 #[tokio::test]
 async fn flipped_bytes_never_panic() {
     let col: ArrayRef = Arc::new(Int64Array::from_iter_values(0..100));
-    let full = write_insert_log(&spec(DataType::Int64, 100, None), &col).unwrap();
+    let full = write_insert_log(&spec(DataType::Int64, 100, None), &col).expect("test data");
     let ev = 85 + full[81] as usize; // first data event
     // bytes every flip of which must be caught: magic, descriptor type/length/next,
     // payload type, post-header lengths, extras length, event type/length/next
@@ -586,9 +632,12 @@ async fn flipped_bytes_never_panic() {
 #[tokio::test]
 async fn unknown_data_type_is_rejected_precisely() {
     let col: ArrayRef = Arc::new(Int64Array::from(vec![1]));
-    let mut b = write_insert_log(&spec(DataType::Int64, 100, None), &col).unwrap();
+    let mut b = write_insert_log(&spec(DataType::Int64, 100, None), &col).expect("test data");
     b[69..73].copy_from_slice(&77i32.to_le_bytes());
-    let e = InsertLog::open(mem("ins/77", b)).await.err().unwrap();
+    let e = InsertLog::open(mem("ins/77", b))
+        .await
+        .err()
+        .expect("test data");
     assert!(
         matches!(
             e,

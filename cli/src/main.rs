@@ -33,7 +33,7 @@ struct Cli {
 
 /// How results are printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Format {
+pub(crate) enum Format {
     /// Human-readable tables.
     Table,
     /// JSON (the API's proto3 JSON form).
@@ -208,7 +208,7 @@ impl From<SdkError> for Failure {
 }
 
 async fn follow(
-    client: &mut Client,
+    client: &Client,
     job: pb::Job,
     wait: &WaitArgs,
     format: Format,
@@ -229,7 +229,7 @@ async fn follow(
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
-    let mut client = Client::connect_with(&cli.endpoint, cli.token.as_deref()).await?;
+    let client = Client::connect_with(&cli.endpoint, cli.token.as_deref()).await?;
     let format = cli.output;
     match cli.command {
         Command::ServerInfo => output::server_info(&client.server_info().await?, format),
@@ -249,29 +249,39 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 include_rbac: rbac,
             };
             let job = client.create_backup(req).await?;
-            return follow(&mut client, job, &wait, format).await;
+            return follow(&client, job, &wait, format).await;
         }
         Command::Backup(BackupCmd::List { repository }) => {
-            output::backups(&client.list_backups(&repository).await?, format)
+            let req = pb::ListBackupsRequest {
+                repository,
+                page_size: 1000,
+                ..Default::default()
+            };
+            output::backups(&client.list_backups(req).await?, format)
         }
         Command::Backup(BackupCmd::Get { name, repository }) => {
-            output::backup(&client.get_backup(&name, &repository).await?, format)
+            let req = pb::GetBackupRequest { name, repository };
+            output::backup(&client.get_backup(req).await?, format)
         }
         Command::Backup(BackupCmd::Verify {
             name,
             repository,
             wait,
         }) => {
-            let job = client.verify_backup(&name, &repository).await?;
-            return follow(&mut client, job, &wait, format).await;
+            let job = client
+                .verify_backup(pb::VerifyBackupRequest { name, repository })
+                .await?;
+            return follow(&client, job, &wait, format).await;
         }
         Command::Backup(BackupCmd::Delete {
             name,
             repository,
             wait,
         }) => {
-            let job = client.delete_backup(&name, &repository).await?;
-            return follow(&mut client, job, &wait, format).await;
+            let job = client
+                .delete_backup(pb::DeleteBackupRequest { name, repository })
+                .await?;
+            return follow(&client, job, &wait, format).await;
         }
         Command::Restore(a) => {
             let req = pb::RestoreBackupRequest {
@@ -289,15 +299,26 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 skip_indexes: a.skip_indexes,
             };
             let job = client.restore_backup(req).await?;
-            return follow(&mut client, job, &a.wait, format).await;
+            return follow(&client, job, &a.wait, format).await;
         }
-        Command::Job(JobCmd::List) => output::jobs(&client.list_jobs().await?, format),
-        Command::Job(JobCmd::Get { id }) => output::job(&client.get_job(&id).await?, format),
+        Command::Job(JobCmd::List) => {
+            let req = pb::ListJobsRequest {
+                page_size: 1000,
+                ..Default::default()
+            };
+            output::jobs(&client.list_jobs(req).await?, format)
+        }
+        Command::Job(JobCmd::Get { id }) => {
+            output::job(&client.get_job(pb::GetJobRequest { id }).await?, format)
+        }
         Command::Job(JobCmd::Watch { id }) => {
-            let job = client.get_job(&id).await?;
-            return follow(&mut client, job, &WaitArgs { no_wait: false }, format).await;
+            let job = client.get_job(pb::GetJobRequest { id }).await?;
+            return follow(&client, job, &WaitArgs { no_wait: false }, format).await;
         }
-        Command::Job(JobCmd::Cancel { id }) => output::job(&client.cancel_job(&id).await?, format),
+        Command::Job(JobCmd::Cancel { id }) => output::job(
+            &client.cancel_job(pb::CancelJobRequest { id }).await?,
+            format,
+        ),
     }
     Ok(())
 }

@@ -28,7 +28,7 @@ fn time(t: &Option<pbjson_types::Timestamp>) -> String {
 }
 
 /// Human-readable byte count.
-pub fn bytes(n: u64) -> String {
+pub(crate) fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
     let mut u = 0;
@@ -44,7 +44,7 @@ pub fn bytes(n: u64) -> String {
 }
 
 /// A job was started and not waited for.
-pub fn job_started(job: &pb::Job, format: Format) {
+pub(crate) fn job_started(job: &pb::Job, format: Format) {
     match format {
         Format::Json => json(job),
         Format::Table => println!("{}", job.id),
@@ -52,7 +52,7 @@ pub fn job_started(job: &pb::Job, format: Format) {
 }
 
 /// One job, in full.
-pub fn job(job: &pb::Job, format: Format) {
+pub(crate) fn job(job: &pb::Job, format: Format) {
     if format == Format::Json {
         return json(job);
     }
@@ -60,7 +60,7 @@ pub fn job(job: &pb::Job, format: Format) {
     println!("job        {}", job.id);
     println!("kind       {}", kind_name(job.kind));
     println!("state      {}", state_name(job.state));
-    println!("phase      {}", job.phase);
+    println!("phase      {}", milvault_sdk::phase_text(job));
     println!("backup     {}", job.backup);
     if !job.cluster.is_empty() {
         println!("cluster    {}", job.cluster);
@@ -127,7 +127,7 @@ pub fn job(job: &pb::Job, format: Format) {
 }
 
 /// Many jobs, one line each.
-pub fn jobs(jobs: &[pb::Job], format: Format) {
+pub(crate) fn jobs(jobs: &[pb::Job], format: Format) {
     if format == Format::Json {
         return json(&jobs.to_vec());
     }
@@ -158,7 +158,7 @@ fn backup_state(state: i32) -> String {
 }
 
 /// Many backups, one line each.
-pub fn backups(backups: &[pb::Backup], format: Format) {
+pub(crate) fn backups(backups: &[pb::Backup], format: Format) {
     if format == Format::Json {
         return json(&backups.to_vec());
     }
@@ -181,7 +181,7 @@ pub fn backups(backups: &[pb::Backup], format: Format) {
 }
 
 /// One backup and what it holds.
-pub fn backup(b: &pb::Backup, format: Format) {
+pub(crate) fn backup(b: &pb::Backup, format: Format) {
     if format == Format::Json {
         return json(b);
     }
@@ -289,7 +289,7 @@ pub fn backup(b: &pb::Backup, format: Format) {
 }
 
 /// The server's configuration, secrets left out by the server.
-pub fn server_info(info: &pb::GetServerInfoResponse, format: Format) {
+pub(crate) fn server_info(info: &pb::GetServerInfoResponse, format: Format) {
     if format == Format::Json {
         return json(info);
     }

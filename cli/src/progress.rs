@@ -10,7 +10,7 @@ use milvault_sdk::pb;
 use crate::Format;
 
 /// Draws progress for one job.
-pub struct Progress {
+pub(crate) struct Progress {
     bar: Option<ProgressBar>,
     plain: bool,
     last_phase: String,
@@ -19,7 +19,7 @@ pub struct Progress {
 
 impl Progress {
     /// A bar when stderr is a terminal and output is a table.
-    pub fn new(format: Format) -> Self {
+    pub(crate) fn new(format: Format) -> Self {
         let tty = std::io::stderr().is_terminal();
         let bar = (tty && format == Format::Table).then(|| {
             let bar = ProgressBar::new(0);
@@ -41,24 +41,29 @@ impl Progress {
     }
 
     /// Shows a new snapshot.
-    pub fn update(&mut self, job: &pb::Job) {
+    pub(crate) fn update(&mut self, job: &pb::Job) {
         let p = job.progress.clone().unwrap_or_default();
         if let Some(bar) = &self.bar {
             bar.set_length(p.bytes_total);
             bar.set_position(p.bytes_done);
             bar.set_message(format!(
                 "{} {}/{} files {}/{} coll",
-                job.phase, p.files_done, p.files_total, p.collections_done, p.collections_total
+                milvault_sdk::phase_text(job),
+                p.files_done,
+                p.files_total,
+                p.collections_done,
+                p.collections_total
             ));
         } else if self.plain {
             let due = self
                 .last_line
                 .is_none_or(|t| t.elapsed() >= Duration::from_secs(5));
-            if job.phase != self.last_phase || due {
+            let phase = milvault_sdk::phase_text(job);
+            if phase != self.last_phase || due {
                 eprintln!(
                     "[{}] {}: {} of {} bytes, {} of {} files, {} of {} collections",
                     job.id,
-                    job.phase,
+                    phase,
                     p.bytes_done,
                     p.bytes_total,
                     p.files_done,
@@ -66,14 +71,14 @@ impl Progress {
                     p.collections_done,
                     p.collections_total
                 );
-                self.last_phase = job.phase.clone();
+                self.last_phase = phase;
                 self.last_line = Some(Instant::now());
             }
         }
     }
 
     /// Clears the bar.
-    pub fn finish(&mut self, _job: &pb::Job) {
+    pub(crate) fn finish(&mut self, _job: &pb::Job) {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }

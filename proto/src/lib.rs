@@ -34,3 +34,10 @@ pub mod milvus {
         tonic::include_proto!("milvus.proto.milvus");
     }
 }
+
+impl milvault::v1::JobState {
+    /// Whether a job in this state has ended (succeeded, failed or was cancelled).
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+}

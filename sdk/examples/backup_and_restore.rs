@@ -15,7 +15,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let collection = args
         .next()
         .ok_or("usage: backup_and_restore ENDPOINT COLLECTION")?;
-    let mut client = Client::connect(&endpoint).await?;
+    let client = Client::connect(&endpoint).await?;
 
     let name = format!("example-{collection}");
     let job = client
@@ -28,7 +28,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let done = client
         .wait_job(&job.id, |j| {
             let p = j.progress.clone().unwrap_or_default();
-            println!("{}: {} / {} bytes", j.phase, p.bytes_done, p.bytes_total);
+            println!(
+                "{}: {} / {} bytes",
+                milvault_sdk::phase_text(j),
+                p.bytes_done,
+                p.bytes_total
+            );
         })
         .await?;
     if !milvault_sdk::job_succeeded(&done) {
@@ -45,9 +50,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .await?;
     let done = client.wait_job(&job.id, |_| {}).await?;
-    println!(
-        "restore ended in state {:?}",
-        pb::JobState::try_from(done.state)
-    );
+    println!("restore ended in state {:?}", done.state());
     Ok(())
 }

@@ -2,19 +2,24 @@
 //!
 //! Rust client for the Milvault `BackupService`: the generated stubs ([`pb`]) plus a
 //! small ergonomic layer — connect with an optional bearer token, follow a job as a
-//! [`Stream`] of snapshots, and wait for a job to finish.
+//! [`Stream`] of snapshots, wait for a job to finish, and read an error's stable
+//! reason.
+//!
+//! Every method takes `&self` (the client is cheap to clone and safe to share) and
+//! its request message, so each call reads the same way as in any other language.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), milvault_sdk::SdkError> {
 //! use milvault_sdk::{Client, pb};
-//! let mut client = Client::connect("http://127.0.0.1:50051").await?;
+//! let client = Client::connect("http://127.0.0.1:50051").await?;
 //! let job = client
 //!     .create_backup(pb::CreateBackupRequest { name: "nightly".into(), ..Default::default() })
 //!     .await?;
-//! let done = client.wait_job(&job.id, |j| println!("{}: {}", j.id, j.phase)).await?;
+//! let done = client.wait_job(&job.id, |j| println!("{}: {}", j.id, milvault_sdk::phase_text(j))).await?;
 //! assert!(milvault_sdk::job_succeeded(&done));
 //! # Ok(()) }
 //! ```
+#![warn(missing_docs)]
 
 use std::time::Duration;
 
@@ -22,6 +27,7 @@ use futures::{Stream, StreamExt};
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
+use tonic_types::StatusExt;
 
 /// The generated `milvault.v1` types and stubs.
 pub use milvault_proto::milvault::v1 as pb;
@@ -45,6 +51,39 @@ pub enum SdkError {
     /// A stream ended before the job finished.
     #[error("the job stream ended before job {0} finished")]
     StreamEnded(String),
+    /// The server answered without the message it must send.
+    #[error("the server's answer had no {0}")]
+    Malformed(&'static str),
+}
+
+impl SdkError {
+    /// The stable reason the server gave (`google.rpc.ErrorInfo.reason`, e.g.
+    /// `BACKUP_NOT_FOUND`), when the error came from the server with one.
+    pub fn reason(&self) -> Option<String> {
+        match self {
+            SdkError::Status(s) => s.get_details_error_info().map(|i| i.reason),
+            _ => None,
+        }
+    }
+
+    /// The objects the error is about (`ErrorInfo.metadata`: cluster, backup, ...).
+    pub fn metadata(&self) -> std::collections::HashMap<String, String> {
+        match self {
+            SdkError::Status(s) => s
+                .get_details_error_info()
+                .map(|i| i.metadata)
+                .unwrap_or_default(),
+            _ => Default::default(),
+        }
+    }
+
+    /// The gRPC code, when the error is a server status.
+    pub fn code(&self) -> Option<tonic::Code> {
+        match self {
+            SdkError::Status(s) => Some(s.code()),
+            _ => None,
+        }
+    }
 }
 
 fn code_name(code: tonic::Code) -> String {
@@ -66,23 +105,33 @@ impl tonic::service::Interceptor for Auth {
     }
 }
 
+/// The generated stub type the client wraps.
+pub type Raw = BackupServiceClient<InterceptedService<Channel, Auth>>;
+
 /// A connected client; cheap to clone.
 #[derive(Clone)]
 pub struct Client {
-    inner: BackupServiceClient<InterceptedService<Channel, Auth>>,
-}
-
-/// Whether a job state is final.
-pub fn is_terminal(job: &pb::Job) -> bool {
-    matches!(
-        pb::JobState::try_from(job.state),
-        Ok(pb::JobState::Succeeded | pb::JobState::Failed | pb::JobState::Cancelled)
-    )
+    inner: Raw,
 }
 
 /// Whether a job ended well.
 pub fn job_succeeded(job: &pb::Job) -> bool {
-    job.state == pb::JobState::Succeeded as i32
+    job.state() == pb::JobState::Succeeded
+}
+
+/// A job's phase for people: `copying (db.collection)`.
+pub fn phase_text(job: &pb::Job) -> String {
+    let name = job
+        .phase()
+        .as_str_name()
+        .trim_start_matches("JOB_PHASE_")
+        .to_lowercase()
+        .replace('_', " ");
+    if job.phase_detail.is_empty() {
+        name
+    } else {
+        format!("{name} ({})", job.phase_detail)
+    }
 }
 
 impl Client {
@@ -112,150 +161,97 @@ impl Client {
         Ok(Self { inner })
     }
 
-    /// The raw generated stub, for calls the helpers below do not cover.
-    pub fn raw(&mut self) -> &mut BackupServiceClient<InterceptedService<Channel, Auth>> {
-        &mut self.inner
+    /// A copy of the raw generated stub, for calls the helpers below do not cover.
+    pub fn raw(&self) -> Raw {
+        self.inner.clone()
     }
 
     /// Server version, clusters and repositories.
-    pub async fn server_info(&mut self) -> Result<pb::GetServerInfoResponse, SdkError> {
+    pub async fn server_info(&self) -> Result<pb::GetServerInfoResponse, SdkError> {
         Ok(self
-            .inner
+            .raw()
             .get_server_info(pb::GetServerInfoRequest {})
             .await?
             .into_inner())
     }
 
     /// Starts a backup; returns its job.
-    pub async fn create_backup(
-        &mut self,
-        req: pb::CreateBackupRequest,
-    ) -> Result<pb::Job, SdkError> {
-        job_of(self.inner.create_backup(req).await?.into_inner().job)
+    pub async fn create_backup(&self, req: pb::CreateBackupRequest) -> Result<pb::Job, SdkError> {
+        job_of(self.raw().create_backup(req).await?.into_inner().job)
     }
 
     /// Starts a restore; returns its job.
-    pub async fn restore_backup(
-        &mut self,
-        req: pb::RestoreBackupRequest,
-    ) -> Result<pb::Job, SdkError> {
-        job_of(self.inner.restore_backup(req).await?.into_inner().job)
+    pub async fn restore_backup(&self, req: pb::RestoreBackupRequest) -> Result<pb::Job, SdkError> {
+        job_of(self.raw().restore_backup(req).await?.into_inner().job)
     }
 
     /// Starts deleting a backup; returns its job.
-    pub async fn delete_backup(
-        &mut self,
-        name: &str,
-        repository: &str,
-    ) -> Result<pb::Job, SdkError> {
-        let req = pb::DeleteBackupRequest {
-            name: name.to_owned(),
-            repository: repository.to_owned(),
-        };
-        job_of(self.inner.delete_backup(req).await?.into_inner().job)
+    pub async fn delete_backup(&self, req: pb::DeleteBackupRequest) -> Result<pb::Job, SdkError> {
+        job_of(self.raw().delete_backup(req).await?.into_inner().job)
     }
 
     /// Starts re-reading a backup's files against their checksums; returns its job.
-    pub async fn verify_backup(
-        &mut self,
-        name: &str,
-        repository: &str,
-    ) -> Result<pb::Job, SdkError> {
-        let req = pb::VerifyBackupRequest {
-            name: name.to_owned(),
-            repository: repository.to_owned(),
-        };
-        job_of(self.inner.verify_backup(req).await?.into_inner().job)
+    pub async fn verify_backup(&self, req: pb::VerifyBackupRequest) -> Result<pb::Job, SdkError> {
+        job_of(self.raw().verify_backup(req).await?.into_inner().job)
     }
 
     /// One backup with its manifest.
-    pub async fn get_backup(
-        &mut self,
-        name: &str,
-        repository: &str,
-    ) -> Result<pb::Backup, SdkError> {
-        let req = pb::GetBackupRequest {
-            name: name.to_owned(),
-            repository: repository.to_owned(),
-        };
-        self.inner
+    pub async fn get_backup(&self, req: pb::GetBackupRequest) -> Result<pb::Backup, SdkError> {
+        self.raw()
             .get_backup(req)
             .await?
             .into_inner()
             .backup
-            .ok_or_else(|| SdkError::Status(tonic::Status::internal("server sent no backup")))
+            .ok_or(SdkError::Malformed("backup"))
     }
 
-    /// Every backup of a repository (follows pages).
-    pub async fn list_backups(&mut self, repository: &str) -> Result<Vec<pb::Backup>, SdkError> {
+    /// Every backup of the request's repository (follows pages from the request's
+    /// token, `page_size` per call).
+    pub async fn list_backups(
+        &self,
+        mut req: pb::ListBackupsRequest,
+    ) -> Result<Vec<pb::Backup>, SdkError> {
         let mut out = Vec::new();
-        let mut token = String::new();
         loop {
-            let req = pb::ListBackupsRequest {
-                repository: repository.to_owned(),
-                page_size: 1000,
-                page_token: token.clone(),
-            };
-            let resp = self.inner.list_backups(req).await?.into_inner();
+            let resp = self.raw().list_backups(req.clone()).await?.into_inner();
             out.extend(resp.backups);
             if resp.next_page_token.is_empty() {
                 return Ok(out);
             }
-            token = resp.next_page_token;
+            req.page_token = resp.next_page_token;
         }
     }
 
     /// One job.
-    pub async fn get_job(&mut self, id: &str) -> Result<pb::Job, SdkError> {
-        job_of(
-            self.inner
-                .get_job(pb::GetJobRequest { id: id.to_owned() })
-                .await?
-                .into_inner()
-                .job,
-        )
+    pub async fn get_job(&self, req: pb::GetJobRequest) -> Result<pb::Job, SdkError> {
+        job_of(self.raw().get_job(req).await?.into_inner().job)
     }
 
-    /// Every job, newest first (follows pages).
-    pub async fn list_jobs(&mut self) -> Result<Vec<pb::Job>, SdkError> {
+    /// Every job, newest first (follows pages from the request's token).
+    pub async fn list_jobs(&self, mut req: pb::ListJobsRequest) -> Result<Vec<pb::Job>, SdkError> {
         let mut out = Vec::new();
-        let mut token = String::new();
         loop {
-            let req = pb::ListJobsRequest {
-                page_size: 1000,
-                page_token: token.clone(),
-            };
-            let resp = self.inner.list_jobs(req).await?.into_inner();
+            let resp = self.raw().list_jobs(req.clone()).await?.into_inner();
             out.extend(resp.jobs);
             if resp.next_page_token.is_empty() {
                 return Ok(out);
             }
-            token = resp.next_page_token;
+            req.page_token = resp.next_page_token;
         }
     }
 
     /// Asks a job to stop.
-    pub async fn cancel_job(&mut self, id: &str) -> Result<pb::Job, SdkError> {
-        job_of(
-            self.inner
-                .cancel_job(pb::CancelJobRequest { id: id.to_owned() })
-                .await?
-                .into_inner()
-                .job,
-        )
+    pub async fn cancel_job(&self, req: pb::CancelJobRequest) -> Result<pb::Job, SdkError> {
+        job_of(self.raw().cancel_job(req).await?.into_inner().job)
     }
 
     /// The job's snapshots: the current one first, then one per change, ending with
     /// the terminal one.
     pub async fn watch_job(
-        &mut self,
-        id: &str,
+        &self,
+        req: pb::WatchJobRequest,
     ) -> Result<impl Stream<Item = Result<pb::Job, SdkError>> + use<>, SdkError> {
-        let stream = self
-            .inner
-            .watch_job(pb::WatchJobRequest { id: id.to_owned() })
-            .await?
-            .into_inner();
+        let stream = self.raw().watch_job(req).await?.into_inner();
         Ok(stream.filter_map(|item| async move {
             match item {
                 Ok(resp) => resp.job.map(Ok),
@@ -264,21 +260,22 @@ impl Client {
         }))
     }
 
-    /// Follows a job to its end, calling `on_update` with every snapshot; returns the
-    /// terminal snapshot. Reconnects the watch if the stream drops.
+    /// Follows job `id` to its end, calling `on_update` with every snapshot; returns
+    /// the terminal snapshot. Reconnects the watch if the stream drops.
     pub async fn wait_job(
-        &mut self,
+        &self,
         id: &str,
         mut on_update: impl FnMut(&pb::Job),
     ) -> Result<pb::Job, SdkError> {
         let mut reconnects = 0;
         loop {
-            let mut stream = Box::pin(self.watch_job(id).await?);
+            let req = pb::WatchJobRequest { id: id.to_owned() };
+            let mut stream = Box::pin(self.watch_job(req).await?);
             while let Some(item) = stream.next().await {
                 match item {
                     Ok(job) => {
                         on_update(&job);
-                        if is_terminal(&job) {
+                        if job.state().is_terminal() {
                             return Ok(job);
                         }
                     }
@@ -297,7 +294,7 @@ impl Client {
 }
 
 fn job_of(job: Option<pb::Job>) -> Result<pb::Job, SdkError> {
-    job.ok_or_else(|| SdkError::Status(tonic::Status::internal("server sent no job")))
+    job.ok_or(SdkError::Malformed("job"))
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -9,12 +9,11 @@ use futures::Stream;
 use milvault_proto::milvault::v1::backup_service_server::BackupService;
 use milvault_proto::milvault::v1::{
     CancelJobRequest, CancelJobResponse, ClusterInfo, CreateBackupRequest, CreateBackupResponse,
-    CreateBackupSpec, DeleteBackupRequest, DeleteBackupResponse, DeleteBackupSpec,
-    GetBackupRequest, GetBackupResponse, GetJobRequest, GetJobResponse, GetServerInfoRequest,
-    GetServerInfoResponse, JobKind, ListBackupsRequest, ListBackupsResponse, ListJobsRequest,
-    ListJobsResponse, RepositoryInfo, RestoreBackupRequest, RestoreBackupResponse,
-    RestoreBackupSpec, StorageInfo, VerifyBackupRequest, VerifyBackupResponse, VerifyBackupSpec,
-    WatchJobRequest, WatchJobResponse, job,
+    DeleteBackupRequest, DeleteBackupResponse, GetBackupRequest, GetBackupResponse, GetJobRequest,
+    GetJobResponse, GetServerInfoRequest, GetServerInfoResponse, Job, ListBackupsRequest,
+    ListBackupsResponse, ListJobsRequest, ListJobsResponse, RepositoryInfo, RestoreBackupRequest,
+    RestoreBackupResponse, StorageInfo, VerifyBackupRequest, VerifyBackupResponse, WatchJobRequest,
+    WatchJobResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -22,31 +21,21 @@ use crate::app::App;
 use crate::backup::BackupJob;
 use crate::delete::DeleteJob;
 use crate::error::{Error, Result};
-use crate::jobs::{Lock, NewJob, is_terminal};
-use crate::restore::{RestoreJob, plan_targets};
-use crate::selection::{Filter, validate_backup_name};
+use crate::jobs::Submission;
+use crate::restore::RestoreJob;
+use crate::selection::validate_backup_name;
 use crate::verify::VerifyJob;
 
 /// The service implementation.
 #[derive(Clone)]
-pub struct Api {
+pub(crate) struct Api {
     app: Arc<App>,
 }
 
 impl Api {
     /// Serves `app`.
-    pub fn new(app: Arc<App>) -> Self {
+    pub(crate) fn new(app: Arc<App>) -> Self {
         Self { app }
-    }
-}
-
-fn backup_lock(repository: &str, name: &str, exclusive: bool) -> Lock {
-    Lock {
-        key: format!("backup:{repository}/{name}"),
-        exclusive,
-        conflict_message: format!(
-            "another job is using backup {name:?} of repository {repository:?}; wait for it to finish"
-        ),
     }
 }
 
@@ -90,165 +79,9 @@ type WatchStream =
     Pin<Box<dyn Stream<Item = std::result::Result<WatchJobResponse, Status>> + Send>>;
 
 impl Api {
-    async fn create_backup_inner(
-        &self,
-        req: CreateBackupRequest,
-    ) -> Result<milvault_proto::milvault::v1::Job> {
-        validate_backup_name(&req.name)?;
-        let filter = Filter::parse(&req.collections)?;
-        let cluster = self.app.cluster(&req.cluster)?.clone();
-        let repository = self.app.repository(&req.repository)?.clone();
-        let lock = backup_lock(repository.name(), &req.name, true);
-        if self.app.jobs.is_locked(&lock.key) || repository.backup_exists(&req.name).await? {
-            return Err(Error::BackupExists {
-                name: req.name,
-                repository: repository.name().to_owned(),
-            });
-        }
-        let spec = CreateBackupSpec {
-            name: req.name.clone(),
-            cluster: cluster.name.clone(),
-            repository: repository.name().to_owned(),
-            collections: req.collections,
-            include_rbac: req.include_rbac,
-        };
-        let job = Arc::new(BackupJob {
-            spec: spec.clone(),
-            filter,
-            cluster: cluster.clone(),
-            repository: repository.clone(),
-            copy_concurrency: self.app.config.limits.copy_concurrency,
-        });
-        let new = NewJob {
-            kind: JobKind::Backup,
-            request: job::Request::CreateBackup(spec),
-            backup: req.name,
-            cluster: cluster.name.clone(),
-            repository: repository.name().to_owned(),
-            locks: vec![lock],
-        };
-        self.app.jobs.submit(new, move |ctx| job.run(ctx)).await
-    }
-
-    async fn restore_inner(
-        &self,
-        req: RestoreBackupRequest,
-    ) -> Result<milvault_proto::milvault::v1::Job> {
-        validate_backup_name(&req.backup)?;
-        let cluster = self.app.cluster(&req.cluster)?.clone();
-        let repository = self.app.repository(&req.repository)?.clone();
-        let spec = RestoreBackupSpec {
-            backup: req.backup.clone(),
-            cluster: cluster.name.clone(),
-            repository: repository.name().to_owned(),
-            collections: req.collections,
-            suffix: req.suffix,
-            renames: req.renames,
-            drop_existing: req.drop_existing,
-            meta_only: req.meta_only,
-            database_map: req.database_map,
-            restore_rbac: req.restore_rbac,
-            skip_load: req.skip_load,
-            skip_indexes: req.skip_indexes,
-        };
-        let manifest = repository.load_complete(&req.backup).await?;
-        if spec.restore_rbac && manifest.rbac.is_none() {
-            return Err(Error::invalid(
-                "restore_rbac",
-                format!(
-                    "backup {:?} holds no users, roles or grants (it was made without include_rbac)",
-                    req.backup
-                ),
-            ));
-        }
-        let targets = plan_targets(&manifest, &spec)?;
-        let mut locks = vec![backup_lock(repository.name(), &req.backup, false)];
-        locks.extend(targets.iter().map(|t| Lock {
-            key: format!("target:{}/{}.{}", cluster.name, t.database, t.collection),
-            exclusive: true,
-            conflict_message: format!(
-                "another restore is writing {}.{} in cluster {:?}",
-                t.database, t.collection, cluster.name
-            ),
-        }));
-        let job = Arc::new(RestoreJob {
-            spec: spec.clone(),
-            manifest,
-            targets,
-            cluster: cluster.clone(),
-            repository: repository.clone(),
-            copy_concurrency: self.app.config.limits.copy_concurrency,
-            import_concurrency: self.app.config.limits.import_concurrency,
-        });
-        let new = NewJob {
-            kind: JobKind::Restore,
-            request: job::Request::RestoreBackup(spec),
-            backup: req.backup,
-            cluster: cluster.name.clone(),
-            repository: repository.name().to_owned(),
-            locks,
-        };
-        self.app.jobs.submit(new, move |ctx| job.run(ctx)).await
-    }
-
-    async fn verify_inner(
-        &self,
-        req: VerifyBackupRequest,
-    ) -> Result<milvault_proto::milvault::v1::Job> {
-        validate_backup_name(&req.name)?;
-        let repository = self.app.repository(&req.repository)?.clone();
-        // Refused at once when there is nothing complete to verify.
-        repository.load_complete(&req.name).await?;
-        let spec = VerifyBackupSpec {
-            name: req.name.clone(),
-            repository: repository.name().to_owned(),
-        };
-        let job = Arc::new(VerifyJob {
-            spec: spec.clone(),
-            repository: repository.clone(),
-            concurrency: self.app.config.limits.copy_concurrency,
-        });
-        let new = NewJob {
-            kind: JobKind::Verify,
-            request: job::Request::VerifyBackup(spec),
-            backup: req.name.clone(),
-            cluster: String::new(),
-            repository: repository.name().to_owned(),
-            locks: vec![backup_lock(repository.name(), &req.name, false)],
-        };
-        self.app.jobs.submit(new, move |ctx| job.run(ctx)).await
-    }
-
-    async fn delete_inner(
-        &self,
-        req: DeleteBackupRequest,
-    ) -> Result<milvault_proto::milvault::v1::Job> {
-        validate_backup_name(&req.name)?;
-        let repository = self.app.repository(&req.repository)?.clone();
-        if !repository.backup_exists(&req.name).await? {
-            return Err(Error::BackupNotFound {
-                name: req.name,
-                repository: repository.name().to_owned(),
-            });
-        }
-        let spec = DeleteBackupSpec {
-            name: req.name.clone(),
-            repository: repository.name().to_owned(),
-        };
-        let job = Arc::new(DeleteJob {
-            spec: spec.clone(),
-            repository: repository.clone(),
-            concurrency: self.app.config.limits.copy_concurrency,
-        });
-        let new = NewJob {
-            kind: JobKind::Delete,
-            request: job::Request::DeleteBackup(spec),
-            backup: req.name.clone(),
-            cluster: String::new(),
-            repository: repository.name().to_owned(),
-            locks: vec![backup_lock(repository.name(), &req.name, true)],
-        };
-        self.app.jobs.submit(new, move |ctx| job.run(ctx)).await
+    /// Submits a prepared job and returns its first snapshot.
+    async fn start(&self, submission: Result<Submission>) -> Result<Job> {
+        self.app.jobs.submit(submission?).await
     }
 }
 
@@ -292,7 +125,9 @@ impl BackupService for Api {
         &self,
         req: Request<CreateBackupRequest>,
     ) -> std::result::Result<Response<CreateBackupResponse>, Status> {
-        let job = self.create_backup_inner(req.into_inner()).await?;
+        let job = self
+            .start(BackupJob::prepare(&self.app, req.into_inner()).await)
+            .await?;
         Ok(Response::new(CreateBackupResponse { job: Some(job) }))
     }
 
@@ -303,8 +138,10 @@ impl BackupService for Api {
         let req = req.into_inner();
         validate_backup_name(&req.name)?;
         let repository = self.app.repository(&req.repository)?;
-        let lock = backup_lock(repository.name(), &req.name, true);
-        let in_progress = self.app.jobs.is_locked(&lock.key);
+        let in_progress = self
+            .app
+            .jobs
+            .backup_in_progress(repository.name(), &req.name);
         if !in_progress && !repository.backup_exists(&req.name).await? {
             return Err(Error::BackupNotFound {
                 name: req.name,
@@ -329,10 +166,7 @@ impl BackupService for Api {
         let (page, next) = paginate(names, |n| n.clone(), size, &req.page_token);
         let mut backups = Vec::with_capacity(page.len());
         for name in page {
-            let in_progress = self
-                .app
-                .jobs
-                .is_locked(&backup_lock(repository.name(), &name, true).key);
+            let in_progress = self.app.jobs.backup_in_progress(repository.name(), &name);
             backups.push(repository.describe(&name, in_progress, false).await?);
         }
         Ok(Response::new(ListBackupsResponse {
@@ -345,7 +179,9 @@ impl BackupService for Api {
         &self,
         req: Request<DeleteBackupRequest>,
     ) -> std::result::Result<Response<DeleteBackupResponse>, Status> {
-        let job = self.delete_inner(req.into_inner()).await?;
+        let job = self
+            .start(DeleteJob::prepare(&self.app, req.into_inner()).await)
+            .await?;
         Ok(Response::new(DeleteBackupResponse { job: Some(job) }))
     }
 
@@ -353,7 +189,9 @@ impl BackupService for Api {
         &self,
         req: Request<RestoreBackupRequest>,
     ) -> std::result::Result<Response<RestoreBackupResponse>, Status> {
-        let job = self.restore_inner(req.into_inner()).await?;
+        let job = self
+            .start(RestoreJob::prepare(&self.app, req.into_inner()).await)
+            .await?;
         Ok(Response::new(RestoreBackupResponse { job: Some(job) }))
     }
 
@@ -361,7 +199,9 @@ impl BackupService for Api {
         &self,
         req: Request<VerifyBackupRequest>,
     ) -> std::result::Result<Response<VerifyBackupResponse>, Status> {
-        let job = self.verify_inner(req.into_inner()).await?;
+        let job = self
+            .start(VerifyJob::prepare(&self.app, req.into_inner()).await)
+            .await?;
         Ok(Response::new(VerifyBackupResponse { job: Some(job) }))
     }
 
@@ -406,7 +246,7 @@ impl BackupService for Api {
                     return None;
                 }
                 let job = rx.borrow_and_update().clone();
-                let terminal = is_terminal(job.state);
+                let terminal = job.state().is_terminal();
                 Some((
                     Ok(WatchJobResponse { job: Some(job) }),
                     (rx, false, terminal),

@@ -6,19 +6,19 @@ use std::sync::Arc;
 
 use crate::config::{ClusterConfig, Config};
 use crate::error::{Error, Result};
-use crate::jobs::{Jobs, Journal};
+use crate::jobs::Jobs;
 use crate::repository::Repository;
 use crate::storage::Store;
 
 /// One configured cluster with its binlog storage opened.
 #[derive(Clone, Debug)]
-pub struct Cluster {
+pub(crate) struct Cluster {
     /// Configured name.
-    pub name: String,
+    pub(crate) name: String,
     /// Its configuration.
-    pub config: ClusterConfig,
+    pub(crate) config: ClusterConfig,
     /// Where it keeps binlogs.
-    pub store: Store,
+    pub(crate) store: Store,
 }
 
 /// Everything handlers and jobs share.
@@ -26,11 +26,11 @@ pub struct App {
     /// The configuration the server runs with.
     pub config: Config,
     /// Clusters by name.
-    pub clusters: BTreeMap<String, Cluster>,
+    pub(crate) clusters: BTreeMap<String, Cluster>,
     /// Repositories by name.
-    pub repositories: BTreeMap<String, Repository>,
+    pub(crate) repositories: BTreeMap<String, Repository>,
     /// Job registry.
-    pub jobs: Jobs,
+    pub(crate) jobs: Jobs,
 }
 
 fn known<T>(m: &BTreeMap<String, T>) -> String {
@@ -61,10 +61,7 @@ impl App {
             let store = Store::new(format!("repository {name}"), &r.storage)?;
             repositories.insert(name.clone(), Repository::new(name.clone(), store));
         }
-        let jobs = Jobs::open(
-            Journal::open(&config.server.state_dir)?,
-            config.server.max_running_jobs,
-        )?;
+        let jobs = Jobs::open(&config.server.state_dir, config.server.max_running_jobs)?;
         Ok(Arc::new(Self {
             config,
             clusters,
@@ -74,7 +71,7 @@ impl App {
     }
 
     /// The cluster a request means: the named one, or the only one configured.
-    pub fn cluster(&self, name: &str) -> Result<&Cluster> {
+    pub(crate) fn cluster(&self, name: &str) -> Result<&Cluster> {
         resolve(&self.clusters, name)
             .map_err(|_| Error::UnknownCluster {
                 name: name.to_owned(),
@@ -89,7 +86,7 @@ impl App {
     }
 
     /// The repository a request means: the named one, or the only one configured.
-    pub fn repository(&self, name: &str) -> Result<&Repository> {
+    pub(crate) fn repository(&self, name: &str) -> Result<&Repository> {
         resolve(&self.repositories, name)
             .map_err(|_| Error::UnknownRepository {
                 name: name.to_owned(),

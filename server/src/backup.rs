@@ -8,85 +8,121 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use milvault_proto::milvault::v1::{
-    BackupFile, BackupManifest, BackupSummary, CollectionBackup, CollectionProgress,
-    CreateBackupSpec, DatabaseBackup, IndexBackup, PartitionBackup, SegmentBackup, SourceInfo,
+    BackupFile, BackupManifest, BackupSummary, CollectionBackup, CollectionReport,
+    CreateBackupRequest, DatabaseBackup, JobKind, JobPhase, RbacReport, SegmentBackup, SourceInfo,
+    job,
 };
-use milvault_proto::milvus::common::{SegmentLevel, SegmentState};
-use prost::Message;
 
-use crate::app::Cluster;
+use crate::app::{App, Cluster};
+use crate::config::TimeoutsConfig;
 use crate::error::{Error, Result};
-use crate::jobs::{JobCtx, now};
-use crate::milvus::convert;
+use crate::jobs::{CollectionPlan, JobCtx, Lock, Submission, now};
 use crate::milvus::management::GcPauseGuard;
+use crate::milvus::types::{SegmentInfo, SegmentLevel, SegmentState};
 use crate::milvus::{GcPause, MilvusClient};
 use crate::repository::{FORMAT_VERSION, Repository, segment_files};
-use crate::selection::Filter;
+use crate::selection::{Filter, validate_backup_name};
 use crate::storage::Store;
 
 /// Everything a backup job needs.
-pub struct BackupJob {
-    /// The request.
-    pub spec: CreateBackupSpec,
+pub(crate) struct BackupJob {
+    /// The request, names resolved.
+    request: CreateBackupRequest,
     /// Parsed filter.
-    pub filter: Filter,
+    filter: Filter,
     /// Source cluster.
-    pub cluster: Cluster,
+    cluster: Cluster,
     /// Destination.
-    pub repository: Repository,
+    repository: Repository,
     /// Files copied at once.
-    pub copy_concurrency: usize,
+    copy_concurrency: usize,
+    /// Deadlines for waiting on Milvus.
+    timeouts: TimeoutsConfig,
 }
 
 /// One file to copy.
 struct Planned {
     collection: usize,
+    collection_name: String,
+    segment: i64,
     source_key: String,
     size: u64,
 }
 
 impl BackupJob {
-    /// Runs the job to the end.
-    pub async fn run(self: Arc<Self>, ctx: JobCtx) -> Result<()> {
-        let start_time = now();
-        ctx.phase("connecting").await;
-        let client = MilvusClient::connect(&self.cluster.name, &self.cluster.config).await?;
-        ctx.check_cancelled()?;
-
-        ctx.phase("describing").await;
-        let (databases, mut collections) = self.describe(&client).await?;
-        ctx.update(|j| {
-            if let Some(p) = j.progress.as_mut() {
-                p.collections_total = collections.len() as u32;
-                p.collections = collections
-                    .iter()
-                    .map(|c| CollectionProgress {
-                        database: c.database.clone(),
-                        collection: c.name.clone(),
-                        phase: "pending".into(),
-                        ..Default::default()
-                    })
-                    .collect();
-            }
+    /// Checks a request and prepares the job: names, filter, locks.
+    pub(crate) async fn prepare(app: &App, mut req: CreateBackupRequest) -> Result<Submission> {
+        validate_backup_name(&req.name)?;
+        let filter = Filter::parse(&req.collections)?;
+        let cluster = app.cluster(&req.cluster)?.clone();
+        let repository = app.repository(&req.repository)?.clone();
+        if app.jobs.backup_in_progress(repository.name(), &req.name)
+            || repository.backup_exists(&req.name).await?
+        {
+            return Err(Error::BackupExists {
+                name: req.name,
+                repository: repository.name().to_owned(),
+            });
+        }
+        req.cluster = cluster.name.clone();
+        req.repository = repository.name().to_owned();
+        let job = Arc::new(BackupJob {
+            request: req.clone(),
+            filter,
+            cluster: cluster.clone(),
+            repository: repository.clone(),
+            copy_concurrency: app.config.limits.copy_concurrency,
+            timeouts: app.config.timeouts.clone(),
         });
+        Ok(Submission {
+            kind: JobKind::Backup,
+            backup: req.name.clone(),
+            cluster: cluster.name.clone(),
+            repository: repository.name().to_owned(),
+            locks: vec![Lock::backup_writer(repository.name(), &req.name)],
+            request: job::Request::CreateBackup(req),
+            run: Box::new(move |ctx| Box::pin(job.run(ctx))),
+        })
+    }
+
+    /// Runs the job to the end.
+    async fn run(self: Arc<Self>, ctx: JobCtx) -> Result<()> {
+        let start_time = now();
+        ctx.phase(JobPhase::Connecting, &self.cluster.name).await;
+        let client =
+            MilvusClient::connect(&self.cluster.name, &self.cluster.config, &self.timeouts).await?;
         ctx.check_cancelled()?;
 
-        ctx.phase("flushing").await;
+        ctx.phase(JobPhase::Describing, "").await;
+        let (databases, mut collections) = self.describe(&client).await?;
+        let plan: Vec<CollectionPlan> = collections
+            .iter()
+            .map(|c| CollectionPlan {
+                database: c.database.clone(),
+                collection: c.name.clone(),
+                ..Default::default()
+            })
+            .collect();
+        ctx.plan_collections(&plan);
+        ctx.check_cancelled()?;
+
         let mut backup_ts = 0u64;
-        for c in &collections {
+        for (idx, c) in collections.iter().enumerate() {
             ctx.check_cancelled()?;
+            ctx.phase(JobPhase::Flushing, format!("{}.{}", c.database, c.name))
+                .await;
+            ctx.collection_phase(idx, JobPhase::Flushing);
             let ts = client
-                .flush_and_wait(&c.database, &c.name, Duration::from_secs(600))
+                .flush_and_wait(&c.database, &c.name, ctx.cancel_token())
                 .await?;
             backup_ts = backup_ts.max(ts);
         }
 
-        let rbac = if self.spec.include_rbac {
-            ctx.phase("reading users, roles and grants").await;
+        let rbac = if self.request.include_rbac {
+            ctx.phase(JobPhase::ReadingRbac, "").await;
             let all_dbs = client.list_databases().await?;
             let rbac = crate::rbac::export(&client, &all_dbs).await?;
             if rbac.passwords_missing {
@@ -125,7 +161,7 @@ impl BackupJob {
         }
         outcome?;
 
-        ctx.phase("sealing").await;
+        ctx.phase(JobPhase::Sealing, "").await;
         let summary = BackupSummary {
             size_bytes: collections.iter().map(|c| c.size_bytes).sum(),
             file_count: collections
@@ -139,7 +175,7 @@ impl BackupJob {
         };
         let manifest = BackupManifest {
             format_version: FORMAT_VERSION,
-            name: self.spec.name.clone(),
+            name: self.request.name.clone(),
             id: ctx.id(),
             source: Some(SourceInfo {
                 cluster: self.cluster.name.clone(),
@@ -154,32 +190,31 @@ impl BackupJob {
             collections,
             rbac: rbac.clone(),
             summary: Some(summary),
-            filters: self.spec.collections.clone(),
-            warnings: ctx.snapshot().warnings,
+            filters: self.request.collections.clone(),
+            warnings: ctx.warnings(),
         };
         ctx.check_cancelled()?;
         self.repository.write_manifest(&manifest).await?;
-        ctx.update(|j| {
-            j.report = Some(milvault_proto::milvault::v1::JobReport {
-                collections: manifest
-                    .collections
-                    .iter()
-                    .map(|c| milvault_proto::milvault::v1::CollectionReport {
-                        database: c.database.clone(),
-                        collection: c.name.clone(),
-                        rows: c.row_count,
-                        size_bytes: c.size_bytes,
-                        ..Default::default()
-                    })
-                    .collect(),
-                rbac: rbac.map(|r| milvault_proto::milvault::v1::RbacReport {
-                    users: r.users.len() as u32,
-                    roles: r.roles.len() as u32,
-                    grants: r.grants.len() as u32,
-                    users_needing_password_reset: Vec::new(),
-                }),
+        for c in &manifest.collections {
+            ctx.report_collection(CollectionReport {
+                database: c.database.clone(),
+                collection: c.name.clone(),
+                rows: c.row_count,
+                size_bytes: c.size_bytes,
+                ..Default::default()
             })
-        });
+            .await;
+        }
+        if let Some(r) = rbac {
+            let n = |len: usize| u32::try_from(len).unwrap_or(u32::MAX);
+            ctx.report_rbac(RbacReport {
+                users: n(r.users.len()),
+                roles: n(r.roles.len()),
+                grants: n(r.grants.len()),
+                users_needing_password_reset: Vec::new(),
+            })
+            .await;
+        }
         Ok(())
     }
 
@@ -230,35 +265,50 @@ impl BackupJob {
         client: &MilvusClient,
         collections: &mut [CollectionBackup],
     ) -> Result<()> {
-        ctx.phase("listing").await;
+        ctx.phase(JobPhase::Listing, "").await;
         let mut planned = Vec::new();
         for (idx, c) in collections.iter_mut().enumerate() {
             ctx.check_cancelled()?;
-            let segments = settled_segments(client, &c.database, &c.name).await?;
+            ctx.collection_phase(idx, JobPhase::Listing);
+            let segments = client
+                .settled_segments(&c.database, &c.name, ctx.cancel_token())
+                .await?;
             for seg in segments {
-                if seg.state != SegmentState::Flushed as i32 {
+                if seg.state != SegmentState::Flushed {
                     // Growing segments hold rows written after the flush; dropped ones
                     // were compacted into segments that are listed themselves.
                     continue;
                 }
                 // Formats this build cannot restore faithfully are refused here, loudly,
                 // rather than backed up into something that would lose deletes or rows.
-                if seg.level == SegmentLevel::L0 as i32 {
-                    return Err(Error::Unsupported(format!(
-                        "{}.{} has L0 delete segments (Milvus 2.4+), which this build cannot back up yet; compact the collection first",
-                        c.database, c.name
-                    )));
+                if seg.level == SegmentLevel::L0 {
+                    return Err(Error::unsupported(
+                        format!(
+                            "{}.{} has L0 delete segments (Milvus 2.4+), which this build cannot back up yet; compact the collection first",
+                            c.database, c.name
+                        ),
+                        &c.database,
+                        &c.name,
+                        client.cluster(),
+                    ));
                 }
                 if seg.storage_version >= 2 {
-                    return Err(Error::Unsupported(format!(
-                        "{}.{} has segments in storage format v{} (Milvus 2.6), which this build cannot back up yet",
-                        c.database, c.name, seg.storage_version
-                    )));
+                    return Err(Error::unsupported(
+                        format!(
+                            "{}.{} has segments in storage format v{} (Milvus 2.6), which this build cannot back up yet",
+                            c.database, c.name, seg.storage_version
+                        ),
+                        &c.database,
+                        &c.name,
+                        client.cluster(),
+                    ));
                 }
                 let files = list_segment(&self.cluster.store, c, &seg).await?;
                 for f in segment_files(&files) {
                     planned.push(Planned {
                         collection: idx,
+                        collection_name: format!("{}.{}", c.database, c.name),
+                        segment: seg.id,
                         source_key: f.source_key.clone(),
                         size: f.size_bytes,
                     });
@@ -268,26 +318,14 @@ impl BackupJob {
             }
             c.segments.sort_by_key(|s| s.segment_id);
         }
-        let totals: Vec<(u64, u64)> = (0..collections.len())
-            .map(|i| {
-                let mine = planned.iter().filter(|p| p.collection == i);
-                (mine.clone().map(|p| p.size).sum(), mine.count() as u64)
-            })
-            .collect();
-        ctx.update(|j| {
-            if let Some(p) = j.progress.as_mut() {
-                p.bytes_total = planned.iter().map(|f| f.size).sum();
-                p.files_total = planned.len() as u64;
-                for (cp, (bytes, files)) in p.collections.iter_mut().zip(&totals) {
-                    cp.bytes_total = *bytes;
-                    cp.files_total = *files;
-                    cp.phase = "copying".into();
-                }
-            }
-        });
+        for i in 0..collections.len() {
+            let mine = planned.iter().filter(|p| p.collection == i);
+            ctx.collection_totals(i, mine.clone().map(|p| p.size).sum(), mine.count() as u64);
+            ctx.collection_phase(i, JobPhase::Copying);
+        }
 
-        ctx.phase("copying").await;
-        let name = self.spec.name.clone();
+        ctx.phase(JobPhase::Copying, "").await;
+        let name = self.request.name.clone();
         let results: Vec<(String, crate::storage::Copied)> = futures::stream::iter(planned.into_iter().map(|p| {
             let ctx = ctx.clone();
             let src = self.cluster.store.clone();
@@ -297,9 +335,9 @@ impl BackupJob {
                 ctx.check_cancelled()?;
                 let key = Repository::file_key(&name, &p.source_key);
                 let copied = src.copy_to(&p.source_key, &dst, &key, None).await.map_err(|e| match e {
-                    Error::Storage { message, .. } if message.contains("NotFound") => Error::SegmentFiles {
-                        collection: String::new(),
-                        segment: 0,
+                    Error::Storage(s) if s.kind == opendal::ErrorKind::NotFound => Error::SegmentFiles {
+                        collection: p.collection_name.clone(),
+                        segment: p.segment,
                         message: format!(
                             "{} disappeared during the copy (compacted and collected); run the backup again",
                             p.source_key
@@ -314,14 +352,7 @@ impl BackupJob {
                     });
                 }
                 if ctx.file_done(Some(p.collection), copied.size) {
-                    ctx.update(|j| {
-                        if let Some(pr) = j.progress.as_mut() {
-                            pr.collections_done += 1;
-                            if let Some(cp) = pr.collections.get_mut(p.collection) {
-                                cp.phase = "copied".into();
-                            }
-                        }
-                    });
+                    ctx.collection_done(p.collection);
                 }
                 Ok::<_, Error>((p.source_key, copied))
             }
@@ -341,88 +372,43 @@ impl BackupJob {
                     .chain(s.stats_logs.iter_mut())
                 {
                     let copied = by_key.get(&f.source_key).ok_or_else(|| {
-                        Error::Internal(format!("file {} was planned but not copied", f.source_key))
+                        Error::internal("a planned file was not copied", &f.source_key)
                     })?;
                     f.sha256 = copied.sha256.clone();
-                    f.path = Repository::file_key(&self.spec.name, &f.source_key);
+                    f.path = Repository::file_key(&self.request.name, &f.source_key);
                     f.size_bytes = copied.size;
                     size += copied.size;
                 }
             }
             c.size_bytes = size;
         }
-        ctx.update(|j| {
-            if let Some(p) = j.progress.as_mut() {
-                p.collections_done = p.collections_total;
-                for cp in &mut p.collections {
-                    cp.phase = "done".into();
-                }
-            }
-        });
+        for i in 0..collections.len() {
+            ctx.collection_done(i);
+        }
         Ok(())
     }
 }
 
-/// The segment list once no segment is between sealed and flushed: a sealed or
-/// flushing segment holds rows the backup must have, so it is waited for, never skipped.
-async fn settled_segments(
-    client: &MilvusClient,
-    db: &str,
-    name: &str,
-) -> Result<Vec<milvault_proto::milvus::milvus::PersistentSegmentInfo>> {
-    let in_between = |s: &milvault_proto::milvus::milvus::PersistentSegmentInfo| {
-        s.state == SegmentState::Sealed as i32 || s.state == SegmentState::Flushing as i32
-    };
-    for _ in 0..120 {
-        let segments = client.persistent_segments(db, name).await?;
-        if !segments.iter().any(in_between) {
-            return Ok(segments);
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    Err(Error::Milvus {
-        operation: "Flush".into(),
-        message: format!("segments of {db}.{name} stayed sealed but unflushed for 60s; try again"),
-    })
-}
-
 /// Reads one collection's metadata (no segments yet).
-pub async fn describe_collection(
+async fn describe_collection(
     client: &MilvusClient,
     db: &str,
     name: &str,
 ) -> Result<CollectionBackup> {
     let d = client.describe_collection(db, name).await?;
-    let raw_schema = d.schema.clone().unwrap_or_default();
-    let schema = convert::schema_from(&raw_schema);
-    let partitions = client
-        .show_partitions(db, name)
-        .await?
-        .into_iter()
-        .map(|(name, partition_id)| PartitionBackup { name, partition_id })
-        .collect();
-    let indexes = client
-        .describe_indexes(db, name)
-        .await?
-        .into_iter()
-        .map(|i| IndexBackup {
-            index_name: i.index_name,
-            field_name: i.field_name,
-            params: convert::kvs_from(&i.params),
-            index_id: i.index_id,
-        })
-        .collect();
+    let partitions = client.show_partitions(db, name).await?;
+    let indexes = client.describe_indexes(db, name).await?;
     let mut aliases = client.list_aliases(db, name).await?;
     aliases.sort();
     let loaded = client.is_loaded(db, name).await?;
     Ok(CollectionBackup {
         database: db.to_owned(),
         name: name.to_owned(),
-        collection_id: d.collection_id,
-        schema: Some(schema),
+        collection_id: d.id,
+        schema: Some(d.schema),
         shards_num: d.shards_num,
-        consistency_level: convert::consistency_from(d.consistency_level),
-        properties: convert::kvs_from(&d.properties),
+        consistency_level: d.consistency_level as i32,
+        properties: d.properties,
         partitions,
         indexes,
         aliases,
@@ -431,7 +417,7 @@ pub async fn describe_collection(
         segments: Vec::new(),
         row_count: 0,
         size_bytes: 0,
-        milvus_schema: raw_schema.encode_to_vec(),
+        milvus_schema: d.raw_schema,
         created_timestamp: d.created_timestamp,
     })
 }
@@ -442,23 +428,20 @@ pub async fn describe_collection(
 async fn list_segment(
     store: &Store,
     c: &CollectionBackup,
-    seg: &milvault_proto::milvus::milvus::PersistentSegmentInfo,
+    seg: &SegmentInfo,
 ) -> Result<SegmentBackup> {
-    let base = format!(
-        "{}/{}/{}/",
-        seg.collection_id, seg.partition_id, seg.segment_id
-    );
+    let base = format!("{}/{}/{}/", c.collection_id, seg.partition_id, seg.id);
     let mut out = SegmentBackup {
-        segment_id: seg.segment_id,
+        segment_id: seg.id,
         partition_id: seg.partition_id,
         num_rows: seg.num_rows,
-        level: seg.level,
+        level: seg.level.as_i32(),
         storage_version: seg.storage_version,
         ..Default::default()
     };
     let bad = |message: String| Error::SegmentFiles {
         collection: format!("{}.{}", c.database, c.name),
-        segment: seg.segment_id,
+        segment: seg.id,
         message,
     };
     for (kind, target) in [("insert_log", 0usize), ("delta_log", 1), ("stats_log", 2)] {

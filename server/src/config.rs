@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -39,6 +40,9 @@ pub struct Config {
     /// Logs and traces.
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    /// How long to wait for Milvus's background work, and how often to ask.
+    #[serde(default)]
+    pub timeouts: TimeoutsConfig,
 }
 
 /// The listening socket and the state directory.
@@ -115,9 +119,10 @@ pub struct ClusterConfig {
     /// import. Must not be Milvus's own `insert_log/`, `delta_log/` or `stats_log/`.
     #[serde(default = "default_staging_prefix")]
     pub staging_prefix: String,
-    /// Give up on one segment's import after this many seconds.
-    #[serde(default = "default_import_timeout")]
-    pub import_timeout_secs: u64,
+    /// Give up on one import task after this many seconds (overrides
+    /// `timeouts.import_secs` for this cluster).
+    #[serde(default)]
+    pub import_timeout_secs: Option<u64>,
     /// Timeout for connecting to Milvus.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_secs: u64,
@@ -125,9 +130,6 @@ pub struct ClusterConfig {
 
 fn default_staging_prefix() -> String {
     "milvault-staging".to_owned()
-}
-fn default_import_timeout() -> u64 {
-    3600
 }
 fn default_connect_timeout() -> u64 {
     10
@@ -231,6 +233,110 @@ fn default_import_concurrency() -> usize {
     4
 }
 
+/// Deadlines for waiting on Milvus, and the backoff between two questions.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsConfig {
+    /// One RPC to Milvus.
+    #[serde(default = "default_rpc_secs")]
+    pub rpc_secs: u64,
+    /// A flush: from `Flush` until `GetFlushState` says the segments are on storage.
+    #[serde(default = "default_flush_secs")]
+    pub flush_secs: u64,
+    /// Sealed segments finishing their flush, and a segment listing that names a
+    /// segment being compacted away.
+    #[serde(default = "default_settle_secs")]
+    pub settle_secs: u64,
+    /// One import task.
+    #[serde(default = "default_import_secs")]
+    pub import_secs: u64,
+    /// Loading a collection.
+    #[serde(default = "default_load_secs")]
+    pub load_secs: u64,
+    /// First pause between two status questions, in milliseconds (doubles up to
+    /// `poll_max_ms`).
+    #[serde(default = "default_poll_first_ms")]
+    pub poll_first_ms: u64,
+    /// Longest pause between two status questions, in milliseconds.
+    #[serde(default = "default_poll_max_ms")]
+    pub poll_max_ms: u64,
+}
+
+impl Default for TimeoutsConfig {
+    fn default() -> Self {
+        Self {
+            rpc_secs: default_rpc_secs(),
+            flush_secs: default_flush_secs(),
+            settle_secs: default_settle_secs(),
+            import_secs: default_import_secs(),
+            load_secs: default_load_secs(),
+            poll_first_ms: default_poll_first_ms(),
+            poll_max_ms: default_poll_max_ms(),
+        }
+    }
+}
+
+fn default_rpc_secs() -> u64 {
+    120
+}
+fn default_flush_secs() -> u64 {
+    600
+}
+fn default_settle_secs() -> u64 {
+    120
+}
+fn default_import_secs() -> u64 {
+    3600
+}
+fn default_load_secs() -> u64 {
+    600
+}
+fn default_poll_first_ms() -> u64 {
+    200
+}
+fn default_poll_max_ms() -> u64 {
+    2000
+}
+
+impl TimeoutsConfig {
+    fn schedule(&self, deadline_secs: u64) -> crate::poll::Schedule {
+        crate::poll::Schedule {
+            deadline: Duration::from_secs(deadline_secs),
+            first: Duration::from_millis(self.poll_first_ms),
+            max: Duration::from_millis(self.poll_max_ms.max(self.poll_first_ms)),
+        }
+    }
+
+    /// Waiting for a flush.
+    pub(crate) fn flush(&self) -> crate::poll::Schedule {
+        self.schedule(self.flush_secs)
+    }
+
+    /// Waiting for segments to settle.
+    pub(crate) fn settle(&self) -> crate::poll::Schedule {
+        self.schedule(self.settle_secs)
+    }
+
+    /// Waiting for an import task.
+    pub(crate) fn import(&self) -> crate::poll::Schedule {
+        self.schedule(self.import_secs)
+    }
+
+    /// Waiting for a load.
+    pub(crate) fn load(&self) -> crate::poll::Schedule {
+        self.schedule(self.load_secs)
+    }
+
+    /// These timeouts with a cluster's own overrides applied.
+    pub(crate) fn for_cluster(&self, cluster: &ClusterConfig) -> Self {
+        let mut t = self.clone();
+        if let Some(s) = cluster.import_timeout_secs {
+            t.import_secs = s;
+        }
+        t
+    }
+}
+
 /// Logs and traces.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -267,7 +373,14 @@ pub struct FlagOverrides {
     pub log_filter: Option<String>,
 }
 
-const ENV_SECTIONS: [&str; 5] = ["server", "clusters", "repositories", "limits", "telemetry"];
+const ENV_SECTIONS: [&str; 6] = [
+    "server",
+    "clusters",
+    "repositories",
+    "limits",
+    "telemetry",
+    "timeouts",
+];
 
 impl Config {
     /// Reads the file (if any), then the environment, then the flags.
@@ -348,6 +461,12 @@ impl Config {
         }
         if self.limits.copy_concurrency == 0 || self.limits.import_concurrency == 0 {
             return Err(Error::invalid("config", "limits must be at least 1"));
+        }
+        if self.timeouts.rpc_secs == 0 || self.timeouts.poll_first_ms == 0 {
+            return Err(Error::invalid(
+                "config",
+                "timeouts.rpc_secs and timeouts.poll_first_ms must be at least 1",
+            ));
         }
         if self.server.max_running_jobs == 0 {
             return Err(Error::invalid(

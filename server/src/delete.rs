@@ -8,27 +8,68 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
-use milvault_proto::milvault::v1::DeleteBackupSpec;
+use milvault_proto::milvault::v1::{DeleteBackupRequest, JobKind, JobPhase, job};
 
+use crate::app::App;
 use crate::error::{Error, Result};
-use crate::jobs::JobCtx;
+use crate::jobs::{JobCtx, Lock, Submission};
 use crate::repository::{Repository, manifest_files};
+use crate::selection::validate_backup_name;
 
 /// Everything a delete job needs.
-pub struct DeleteJob {
-    /// The request.
-    pub spec: DeleteBackupSpec,
+pub(crate) struct DeleteJob {
+    /// The request, names resolved.
+    request: DeleteBackupRequest,
     /// Where the backup is.
-    pub repository: Repository,
+    repository: Repository,
     /// Deletions at once.
-    pub concurrency: usize,
+    concurrency: usize,
 }
 
 impl DeleteJob {
+    /// Checks a request and prepares the job.
+    pub(crate) async fn prepare(app: &App, mut req: DeleteBackupRequest) -> Result<Submission> {
+        validate_backup_name(&req.name)?;
+        let repository = app.repository(&req.repository)?.clone();
+        if !repository.backup_exists(&req.name).await? {
+            return Err(Error::BackupNotFound {
+                name: req.name,
+                repository: repository.name().to_owned(),
+            });
+        }
+        req.repository = repository.name().to_owned();
+        Ok(Self::submission(
+            req,
+            repository,
+            app.config.limits.copy_concurrency,
+        ))
+    }
+
+    fn submission(
+        req: DeleteBackupRequest,
+        repository: Repository,
+        concurrency: usize,
+    ) -> Submission {
+        let job = Arc::new(DeleteJob {
+            request: req.clone(),
+            repository: repository.clone(),
+            concurrency,
+        });
+        Submission {
+            kind: JobKind::Delete,
+            backup: req.name.clone(),
+            cluster: String::new(),
+            repository: repository.name().to_owned(),
+            locks: vec![Lock::backup_writer(repository.name(), &req.name)],
+            request: job::Request::DeleteBackup(req),
+            run: Box::new(move |ctx| Box::pin(job.run(ctx))),
+        }
+    }
+
     /// Runs the job to the end.
-    pub async fn run(self: Arc<Self>, ctx: JobCtx) -> Result<()> {
-        let name = &self.spec.name;
-        ctx.phase("scanning").await;
+    async fn run(self: Arc<Self>, ctx: JobCtx) -> Result<()> {
+        let name = &self.request.name;
+        ctx.phase(JobPhase::Scanning, "").await;
         let mut keep = BTreeSet::new();
         for other in self.repository.backup_names().await? {
             if &other == name {
@@ -40,7 +81,7 @@ impl DeleteJob {
             }
         }
         let store = self.repository.store().clone();
-        ctx.phase("deleting").await;
+        ctx.phase(JobPhase::Deleting, "").await;
         store.delete(&Repository::manifest_key(name)).await?;
         let dir = Repository::backup_dir(name);
         let files = store.list_recursive(&dir).await?;
@@ -49,12 +90,7 @@ impl DeleteJob {
             .filter(|o| !keep.contains(&o.key))
             .collect();
         let kept = keep.iter().filter(|k| k.starts_with(&dir)).count();
-        ctx.update(|j| {
-            if let Some(p) = j.progress.as_mut() {
-                p.files_total = doomed.len() as u64;
-                p.bytes_total = doomed.iter().map(|o| o.size).sum();
-            }
-        });
+        ctx.plan_files(doomed.len() as u64, doomed.iter().map(|o| o.size).sum());
         futures::stream::iter(doomed.into_iter().map(|o| {
             let store = store.clone();
             let ctx = ctx.clone();
@@ -82,12 +118,12 @@ mod tests {
     use std::collections::BTreeMap;
 
     use milvault_proto::milvault::v1::{
-        BackupFile, BackupManifest, CollectionBackup, JobKind, JobState, SegmentBackup, job,
+        BackupFile, BackupManifest, CollectionBackup, JobState, SegmentBackup,
     };
 
     use super::*;
     use crate::config::StorageConfig;
-    use crate::jobs::{Jobs, Journal, NewJob};
+    use crate::jobs::Jobs;
     use crate::repository::FORMAT_VERSION;
     use crate::storage::Store;
 
@@ -142,34 +178,21 @@ mod tests {
             .await
             .expect("manifest b");
 
-        let jobs = Jobs::open(Journal::open(state.path()).expect("journal"), 1).expect("jobs");
-        let spec = DeleteBackupSpec {
+        let jobs = Jobs::open(state.path(), 1).expect("jobs");
+        let req = DeleteBackupRequest {
             name: "a".into(),
             repository: "r".into(),
         };
-        let run = Arc::new(DeleteJob {
-            spec: spec.clone(),
-            repository: repo.clone(),
-            concurrency: 2,
-        });
-        let new = NewJob {
-            kind: JobKind::Delete,
-            request: job::Request::DeleteBackup(spec),
-            backup: "a".into(),
-            cluster: String::new(),
-            repository: "r".into(),
-            locks: vec![],
-        };
         let started = jobs
-            .submit(new, move |ctx| run.run(ctx))
+            .submit(DeleteJob::submission(req, repo.clone(), 2))
             .await
             .expect("submit");
         let mut rx = jobs.watch(&started.id).expect("watch");
-        while !crate::jobs::is_terminal(rx.borrow_and_update().state) {
+        while !rx.borrow_and_update().state().is_terminal() {
             rx.changed().await.expect("changed");
         }
         let done = jobs.get(&started.id).expect("get");
-        assert_eq!(done.state, JobState::Succeeded as i32, "{:?}", done.error);
+        assert_eq!(done.state(), JobState::Succeeded, "{:?}", done.error);
         assert!(
             done.warnings.iter().any(|w| w.contains("kept 1 files")),
             "{:?}",

@@ -1,9 +1,21 @@
 //! The one error type of the server, and its single mapping to gRPC.
 //!
-//! Every failure a caller can see is a variant here with a stable `reason` string
-//! (listed in `ARCHITECTURE.md`), a gRPC code, and a message that says what to do.
+//! Every failure a caller can see is a variant here. Each has a stable [`Reason`]
+//! (the list, with what the user can do about each, is [`Reason::ALL`]; `docs/errors.md`
+//! is generated from it and checked by a test), a gRPC code, a message for people, and
+//! metadata naming the objects involved (cluster, database, collection, backup, file).
 //! The mapping to [`tonic::Status`] (with a `google.rpc.ErrorInfo` detail) and to a
 //! job's [`JobError`] lives only in this file.
+//!
+//! Errors keep structure instead of text: a Milvus failure keeps the gRPC code,
+//! Milvus's own `code`/`error_code` and reason and the operation ([`MilvusError`]);
+//! a storage failure keeps OpenDAL's [`opendal::ErrorKind`], the path and the source
+//! ([`StorageError`]). Callers decide on those fields, never on a message.
+//!
+//! Internal errors (bugs, impossible states) reach callers as a short summary and an
+//! id; the full text is logged once with that id.
+
+use std::collections::BTreeMap;
 
 use milvault_proto::milvault::v1::JobError;
 use tonic::Code;
@@ -11,6 +23,60 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 /// Result alias used across the server.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The domain (`ErrorInfo.domain`) of every error this server reports.
+pub(crate) const DOMAIN: &str = "milvault";
+
+/// A failed call to Milvus, as Milvus reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MilvusError {
+    /// The configured cluster name.
+    pub cluster: String,
+    /// The RPC (`CreateCollection`, ...).
+    pub op: &'static str,
+    /// The gRPC status of the call: `Ok` when the call went through and Milvus's own
+    /// status said it failed.
+    pub grpc: Code,
+    /// Milvus's `Status.code` (2.3+; 0 on 2.2).
+    pub code: i32,
+    /// Milvus's legacy `Status.error_code` (2.2 fills only this one).
+    pub error_code: i32,
+    /// Milvus's reason text, kept for people (never matched outside `milvus/`).
+    pub reason: String,
+    /// Milvus's `Status.retriable` (2.3+).
+    pub retriable: bool,
+}
+
+/// A failed storage operation, as OpenDAL reported it.
+#[derive(Debug)]
+pub struct StorageError {
+    /// The store's name (`cluster a`, `repository local`).
+    pub storage: String,
+    /// The operation (`read`, `write`, `list`, `stat`, `delete`).
+    pub op: &'static str,
+    /// The key the operation was about.
+    pub path: String,
+    /// OpenDAL's kind of error.
+    pub kind: opendal::ErrorKind,
+    /// Whether repeating the operation may succeed.
+    pub retryable: bool,
+    /// OpenDAL's error.
+    pub source: opendal::Error,
+}
+
+impl StorageError {
+    /// Wraps an OpenDAL error.
+    pub(crate) fn new(storage: &str, op: &'static str, path: &str, source: opendal::Error) -> Self {
+        Self {
+            storage: storage.to_owned(),
+            op,
+            path: path.to_owned(),
+            kind: source.kind(),
+            retryable: source.is_temporary(),
+            source,
+        }
+    }
+}
 
 /// Everything that can go wrong, by kind.
 #[derive(Debug, thiserror::Error)]
@@ -44,11 +110,11 @@ pub enum Error {
         message: String,
     },
     /// No such job.
-    #[error("job {0:?} not found")]
-    JobNotFound(String),
+    #[error("job {id:?} not found")]
+    JobNotFound { id: String },
     /// Another job already works on the same backup or target.
-    #[error("{0}")]
-    Conflict(String),
+    #[error("{message}")]
+    Conflict { resource: String, message: String },
     /// A collection the request names does not exist.
     #[error("collection {collection:?} not found in database {database:?} of {place}")]
     CollectionNotFound {
@@ -66,28 +132,48 @@ pub enum Error {
         collection: String,
     },
     /// An alias the restore would create already points elsewhere.
-    #[error("alias {alias:?} already exists in database {database:?} of cluster {cluster:?}")]
+    #[error(
+        "alias {alias:?} already exists in database {database:?} of cluster {cluster:?}{}",
+        owner.as_deref().map(|o| format!(" (points at {o})")).unwrap_or_default()
+    )]
     AliasExists {
         cluster: String,
         database: String,
         alias: String,
+        owner: Option<String>,
     },
     /// Milvus could not be reached at all.
-    #[error("Milvus at {address} is unreachable: {detail}")]
-    MilvusUnavailable { address: String, detail: String },
+    #[error("Milvus at {address} is unreachable: {op}: {detail}")]
+    MilvusUnavailable {
+        cluster: String,
+        address: String,
+        op: &'static str,
+        detail: String,
+    },
     /// Milvus answered with an error.
-    #[error("Milvus {operation} failed: {message}")]
-    Milvus { operation: String, message: String },
-    /// The target cluster cannot do what the backup needs.
-    #[error("{0}")]
-    Unsupported(String),
-    /// Object storage failed.
-    #[error("storage {storage:?}: {operation} {path:?} failed: {message}")]
-    Storage {
-        storage: String,
-        operation: &'static str,
-        path: String,
+    #[error(
+        "Milvus {} failed: {} (code {}, error_code {}{})",
+        .0.op, .0.reason, .0.code, .0.error_code,
+        if .0.grpc == Code::Ok { String::new() } else { format!(", gRPC {:?}", .0.grpc) }
+    )]
+    Milvus(MilvusError),
+    /// The source or target cannot do what the job needs.
+    #[error("{message}")]
+    Unsupported {
         message: String,
+        metadata: Vec<(&'static str, String)>,
+    },
+    /// Object storage failed.
+    #[error("storage {:?}: {} {:?} failed: {}", .0.storage, .0.op, .0.path, .0.source)]
+    Storage(StorageError),
+    /// A file a manifest lists is not in the repository.
+    #[error(
+        "file {path:?} of backup {backup:?} is missing from {storage:?}; the backup is damaged"
+    )]
+    FileMissing {
+        storage: String,
+        backup: String,
+        path: String,
     },
     /// A storage configuration could not be turned into an operator.
     #[error("storage configuration of {owner}: {message}")]
@@ -118,67 +204,376 @@ pub enum Error {
     /// The server stopped while the job ran.
     #[error("the server restarted while this job was {state}; start it again")]
     Interrupted { state: String },
-    /// Bugs and impossible states: logged in full, summarised to callers.
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// A wait ran out of time.
+    #[error("{what} did not finish within {secs} s")]
+    Timeout { what: String, secs: u64 },
+    /// Bugs and impossible states: `summary` is shown, `detail` only logged.
+    #[error("internal error: {summary}")]
+    Internal {
+        summary: &'static str,
+        detail: String,
+    },
 }
 
-impl Error {
-    /// The gRPC code for this error.
-    pub fn code(&self) -> Code {
+/// Stable, machine-readable reasons (`ErrorInfo.reason`, `JobError.reason`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    // One per line; what each means and what to do is [`Reason::remedy`].
+    ClusterNotFound,
+    RepositoryNotFound,
+    NameRequired,
+    BackupNotFound,
+    BackupExists,
+    BackupIncomplete,
+    InvalidArgument,
+    JobNotFound,
+    JobConflict,
+    CollectionExists,
+    CollectionNotFound,
+    AliasExists,
+    MilvusUnavailable,
+    MilvusError,
+    Unsupported,
+    StorageError,
+    StorageConfig,
+    FileMissing,
+    FileCorrupt,
+    ManifestInvalid,
+    SegmentFilesInconsistent,
+    ImportFailed,
+    Timeout,
+    Cancelled,
+    ServerRestarted,
+    Unauthenticated,
+    Internal,
+}
+
+impl Reason {
+    /// Every reason, in the order `docs/errors.md` lists them.
+    pub const ALL: [Reason; 27] = [
+        Reason::ClusterNotFound,
+        Reason::RepositoryNotFound,
+        Reason::NameRequired,
+        Reason::BackupNotFound,
+        Reason::BackupExists,
+        Reason::BackupIncomplete,
+        Reason::InvalidArgument,
+        Reason::JobNotFound,
+        Reason::JobConflict,
+        Reason::CollectionExists,
+        Reason::CollectionNotFound,
+        Reason::AliasExists,
+        Reason::MilvusUnavailable,
+        Reason::MilvusError,
+        Reason::Unsupported,
+        Reason::StorageError,
+        Reason::StorageConfig,
+        Reason::FileMissing,
+        Reason::FileCorrupt,
+        Reason::ManifestInvalid,
+        Reason::SegmentFilesInconsistent,
+        Reason::ImportFailed,
+        Reason::Timeout,
+        Reason::Cancelled,
+        Reason::ServerRestarted,
+        Reason::Unauthenticated,
+        Reason::Internal,
+    ];
+
+    /// The stable text.
+    pub const fn as_str(self) -> &'static str {
         match self {
-            Error::UnknownCluster { .. }
-            | Error::UnknownRepository { .. }
-            | Error::BackupNotFound { .. }
-            | Error::JobNotFound(_)
-            | Error::CollectionNotFound { .. } => Code::NotFound,
-            Error::NameRequired { .. } | Error::InvalidArgument { .. } => Code::InvalidArgument,
-            Error::BackupExists { .. }
-            | Error::CollectionExists { .. }
-            | Error::AliasExists { .. } => Code::AlreadyExists,
-            Error::BackupIncomplete { .. } | Error::Conflict(_) | Error::Unsupported(_) => {
-                Code::FailedPrecondition
-            }
-            Error::MilvusUnavailable { .. } => Code::Unavailable,
-            Error::Milvus { .. } | Error::ImportFailed { .. } => Code::Aborted,
-            Error::Storage { .. } => Code::Unavailable,
-            Error::StorageConfig { .. } => Code::FailedPrecondition,
-            Error::Corrupt { .. } | Error::Manifest { .. } | Error::SegmentFiles { .. } => {
-                Code::DataLoss
-            }
-            Error::Cancelled => Code::Cancelled,
-            Error::Interrupted { .. } => Code::Aborted,
-            Error::Internal(_) => Code::Internal,
+            Reason::ClusterNotFound => "CLUSTER_NOT_FOUND",
+            Reason::RepositoryNotFound => "REPOSITORY_NOT_FOUND",
+            Reason::NameRequired => "NAME_REQUIRED",
+            Reason::BackupNotFound => "BACKUP_NOT_FOUND",
+            Reason::BackupExists => "BACKUP_EXISTS",
+            Reason::BackupIncomplete => "BACKUP_INCOMPLETE",
+            Reason::InvalidArgument => "INVALID_ARGUMENT",
+            Reason::JobNotFound => "JOB_NOT_FOUND",
+            Reason::JobConflict => "JOB_CONFLICT",
+            Reason::CollectionExists => "COLLECTION_EXISTS",
+            Reason::CollectionNotFound => "COLLECTION_NOT_FOUND",
+            Reason::AliasExists => "ALIAS_EXISTS",
+            Reason::MilvusUnavailable => "MILVUS_UNAVAILABLE",
+            Reason::MilvusError => "MILVUS_ERROR",
+            Reason::Unsupported => "UNSUPPORTED",
+            Reason::StorageError => "STORAGE_ERROR",
+            Reason::StorageConfig => "STORAGE_CONFIG",
+            Reason::FileMissing => "FILE_MISSING",
+            Reason::FileCorrupt => "FILE_CORRUPT",
+            Reason::ManifestInvalid => "MANIFEST_INVALID",
+            Reason::SegmentFilesInconsistent => "SEGMENT_FILES_INCONSISTENT",
+            Reason::ImportFailed => "IMPORT_FAILED",
+            Reason::Timeout => "TIMEOUT",
+            Reason::Cancelled => "CANCELLED",
+            Reason::ServerRestarted => "SERVER_RESTARTED",
+            Reason::Unauthenticated => "UNAUTHENTICATED",
+            Reason::Internal => "INTERNAL",
         }
     }
 
-    /// A stable, machine-readable reason (documented in ARCHITECTURE.md).
-    pub fn reason(&self) -> &'static str {
+    /// The gRPC code every error with this reason carries.
+    pub const fn code(self) -> Code {
         match self {
-            Error::UnknownCluster { .. } => "CLUSTER_NOT_FOUND",
-            Error::UnknownRepository { .. } => "REPOSITORY_NOT_FOUND",
-            Error::NameRequired { .. } => "NAME_REQUIRED",
-            Error::BackupNotFound { .. } => "BACKUP_NOT_FOUND",
-            Error::BackupExists { .. } => "BACKUP_EXISTS",
-            Error::BackupIncomplete { .. } => "BACKUP_INCOMPLETE",
-            Error::InvalidArgument { .. } => "INVALID_ARGUMENT",
-            Error::JobNotFound(_) => "JOB_NOT_FOUND",
-            Error::Conflict(_) => "JOB_CONFLICT",
-            Error::CollectionExists { .. } => "COLLECTION_EXISTS",
-            Error::CollectionNotFound { .. } => "COLLECTION_NOT_FOUND",
-            Error::AliasExists { .. } => "ALIAS_EXISTS",
-            Error::MilvusUnavailable { .. } => "MILVUS_UNAVAILABLE",
-            Error::Milvus { .. } => "MILVUS_ERROR",
-            Error::Unsupported(_) => "UNSUPPORTED",
-            Error::Storage { .. } => "STORAGE_ERROR",
-            Error::StorageConfig { .. } => "STORAGE_CONFIG",
-            Error::Corrupt { .. } => "FILE_CORRUPT",
-            Error::Manifest { .. } => "MANIFEST_INVALID",
-            Error::SegmentFiles { .. } => "SEGMENT_FILES_INCONSISTENT",
-            Error::ImportFailed { .. } => "IMPORT_FAILED",
-            Error::Cancelled => "CANCELLED",
-            Error::Interrupted { .. } => "SERVER_RESTARTED",
-            Error::Internal(_) => "INTERNAL",
+            Reason::ClusterNotFound
+            | Reason::RepositoryNotFound
+            | Reason::BackupNotFound
+            | Reason::JobNotFound
+            | Reason::CollectionNotFound => Code::NotFound,
+            Reason::NameRequired | Reason::InvalidArgument => Code::InvalidArgument,
+            Reason::BackupExists | Reason::CollectionExists | Reason::AliasExists => {
+                Code::AlreadyExists
+            }
+            Reason::BackupIncomplete
+            | Reason::JobConflict
+            | Reason::Unsupported
+            | Reason::StorageConfig => Code::FailedPrecondition,
+            Reason::MilvusUnavailable | Reason::StorageError => Code::Unavailable,
+            Reason::MilvusError | Reason::ImportFailed | Reason::ServerRestarted => Code::Aborted,
+            Reason::FileMissing
+            | Reason::FileCorrupt
+            | Reason::ManifestInvalid
+            | Reason::SegmentFilesInconsistent => Code::DataLoss,
+            Reason::Timeout => Code::DeadlineExceeded,
+            Reason::Cancelled => Code::Cancelled,
+            Reason::Unauthenticated => Code::Unauthenticated,
+            Reason::Internal => Code::Internal,
+        }
+    }
+
+    /// What the user can do about it.
+    pub const fn remedy(self) -> &'static str {
+        match self {
+            Reason::ClusterNotFound => {
+                "Name a cluster from the server configuration (`milvault server-info` lists them)."
+            }
+            Reason::RepositoryNotFound => {
+                "Name a repository from the server configuration (`milvault server-info` lists them)."
+            }
+            Reason::NameRequired => {
+                "Several clusters or repositories are configured: name one with --cluster / --repository."
+            }
+            Reason::BackupNotFound => "Check the name and repository with `milvault backup list`.",
+            Reason::BackupExists => {
+                "Choose another backup name, or delete the existing backup first."
+            }
+            Reason::BackupIncomplete => {
+                "The backup never finished: delete it (`milvault backup delete`) and back up again."
+            }
+            Reason::InvalidArgument => "Fix the named argument; the message says what is accepted.",
+            Reason::JobNotFound => "Check the id with `milvault job list`.",
+            Reason::JobConflict => {
+                "Another job uses the same backup or target: wait for it to end."
+            }
+            Reason::CollectionExists => {
+                "Restore under another name (--suffix, --rename) or replace it with --drop-existing."
+            }
+            Reason::CollectionNotFound => {
+                "Check the collection filter against the source or backup."
+            }
+            Reason::AliasExists => {
+                "Drop or move the alias in the target, or restore without aliases."
+            }
+            Reason::MilvusUnavailable => {
+                "Check the cluster's address and that Milvus is running; the job can be started again."
+            }
+            Reason::MilvusError => {
+                "Milvus refused an operation; its reason is in the message. Fix the cause and retry."
+            }
+            Reason::Unsupported => {
+                "The source or target Milvus cannot do this; the message names what and why."
+            }
+            Reason::StorageError => {
+                "Object storage failed (network, permissions, space); check the named store and retry."
+            }
+            Reason::StorageConfig => "Fix the named storage section of the server configuration.",
+            Reason::FileMissing => {
+                "A file of the backup is gone from the repository: restore from another backup."
+            }
+            Reason::FileCorrupt => {
+                "A file's bytes differ from the manifest: restore from another backup; run `backup verify`."
+            }
+            Reason::ManifestInvalid => {
+                "The manifest is unreadable or from an unknown format version: use a matching milvault."
+            }
+            Reason::SegmentFilesInconsistent => {
+                "Segment files on the source changed or disagree (compaction, orphans): back up again."
+            }
+            Reason::ImportFailed => {
+                "Milvus could not import the staged files; its reason is in the message."
+            }
+            Reason::Timeout => {
+                "Milvus did not finish in time: raise the named timeout in [timeouts]."
+            }
+            Reason::Cancelled => "The job was cancelled on request; start it again if needed.",
+            Reason::ServerRestarted => {
+                "The server stopped while the job ran; its cleanup was done at start-up. Start it again."
+            }
+            Reason::Unauthenticated => "Send `authorization: Bearer <token>` (CLI: --token).",
+            Reason::Internal => {
+                "A bug: report it with the id from the message; details are in the server log."
+            }
+        }
+    }
+}
+
+impl Error {
+    /// The stable reason.
+    pub fn reason(&self) -> Reason {
+        match self {
+            Error::UnknownCluster { .. } => Reason::ClusterNotFound,
+            Error::UnknownRepository { .. } => Reason::RepositoryNotFound,
+            Error::NameRequired { .. } => Reason::NameRequired,
+            Error::BackupNotFound { .. } => Reason::BackupNotFound,
+            Error::BackupExists { .. } => Reason::BackupExists,
+            Error::BackupIncomplete { .. } => Reason::BackupIncomplete,
+            Error::InvalidArgument { .. } => Reason::InvalidArgument,
+            Error::JobNotFound { .. } => Reason::JobNotFound,
+            Error::Conflict { .. } => Reason::JobConflict,
+            Error::CollectionExists { .. } => Reason::CollectionExists,
+            Error::CollectionNotFound { .. } => Reason::CollectionNotFound,
+            Error::AliasExists { .. } => Reason::AliasExists,
+            Error::MilvusUnavailable { .. } => Reason::MilvusUnavailable,
+            Error::Milvus(_) => Reason::MilvusError,
+            Error::Unsupported { .. } => Reason::Unsupported,
+            Error::Storage(_) => Reason::StorageError,
+            Error::FileMissing { .. } => Reason::FileMissing,
+            Error::StorageConfig { .. } => Reason::StorageConfig,
+            Error::Corrupt { .. } => Reason::FileCorrupt,
+            Error::Manifest { .. } => Reason::ManifestInvalid,
+            Error::SegmentFiles { .. } => Reason::SegmentFilesInconsistent,
+            Error::ImportFailed { .. } => Reason::ImportFailed,
+            Error::Timeout { .. } => Reason::Timeout,
+            Error::Cancelled => Reason::Cancelled,
+            Error::Interrupted { .. } => Reason::ServerRestarted,
+            Error::Internal { .. } => Reason::Internal,
+        }
+    }
+
+    /// The gRPC code for this error.
+    pub fn code(&self) -> Code {
+        self.reason().code()
+    }
+
+    /// The objects this error is about, for `ErrorInfo.metadata`.
+    pub fn metadata(&self) -> BTreeMap<String, String> {
+        let pairs: Vec<(&str, String)> = match self {
+            Error::UnknownCluster { name, .. } => vec![("cluster", name.clone())],
+            Error::UnknownRepository { name, .. } => vec![("repository", name.clone())],
+            Error::NameRequired { what, .. } => vec![("kind", (*what).to_owned())],
+            Error::BackupNotFound { name, repository }
+            | Error::BackupExists { name, repository }
+            | Error::BackupIncomplete { name, repository } => {
+                vec![("backup", name.clone()), ("repository", repository.clone())]
+            }
+            Error::InvalidArgument { field, .. } => vec![("field", (*field).to_owned())],
+            Error::JobNotFound { id } => vec![("job", id.clone())],
+            Error::Conflict { resource, .. } => vec![("resource", resource.clone())],
+            Error::CollectionNotFound {
+                database,
+                collection,
+                ..
+            } => vec![
+                ("database", database.clone()),
+                ("collection", collection.clone()),
+            ],
+            Error::CollectionExists {
+                cluster,
+                database,
+                collection,
+            } => vec![
+                ("cluster", cluster.clone()),
+                ("database", database.clone()),
+                ("collection", collection.clone()),
+            ],
+            Error::AliasExists {
+                cluster,
+                database,
+                alias,
+                owner,
+            } => {
+                let mut v = vec![
+                    ("cluster", cluster.clone()),
+                    ("database", database.clone()),
+                    ("alias", alias.clone()),
+                ];
+                if let Some(o) = owner {
+                    v.push(("collection", o.clone()));
+                }
+                v
+            }
+            Error::MilvusUnavailable {
+                cluster,
+                address,
+                op,
+                ..
+            } => vec![
+                ("cluster", cluster.clone()),
+                ("address", address.clone()),
+                ("operation", (*op).to_owned()),
+            ],
+            Error::Milvus(m) => vec![
+                ("cluster", m.cluster.clone()),
+                ("operation", m.op.to_owned()),
+                ("milvus_code", m.code.to_string()),
+                ("milvus_error_code", m.error_code.to_string()),
+            ],
+            Error::Unsupported { metadata, .. } => metadata.clone(),
+            Error::Storage(s) => vec![
+                ("storage", s.storage.clone()),
+                ("operation", s.op.to_owned()),
+                ("file", s.path.clone()),
+                ("kind", format!("{:?}", s.kind)),
+            ],
+            Error::FileMissing {
+                storage,
+                backup,
+                path,
+            } => vec![
+                ("storage", storage.clone()),
+                ("backup", backup.clone()),
+                ("file", path.clone()),
+            ],
+            Error::StorageConfig { owner, .. } => vec![("storage", owner.clone())],
+            Error::Corrupt { path, .. } => vec![("file", path.clone())],
+            Error::Manifest { name, .. } => vec![("backup", name.clone())],
+            Error::SegmentFiles {
+                collection,
+                segment,
+                ..
+            }
+            | Error::ImportFailed {
+                collection,
+                segment,
+                ..
+            } => vec![
+                ("collection", collection.clone()),
+                ("segment", segment.to_string()),
+            ],
+            Error::Timeout { what, secs } => {
+                vec![("operation", what.clone()), ("seconds", secs.to_string())]
+            }
+            Error::Cancelled | Error::Interrupted { .. } | Error::Internal { .. } => Vec::new(),
+        };
+        pairs
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect()
+    }
+
+    /// The message callers see. For internal errors: the summary and a fresh id, with
+    /// the full text logged once under that id.
+    fn public_message(&self) -> String {
+        match self {
+            Error::Internal { summary, detail } => {
+                let id = uuid::Uuid::new_v4().simple().to_string();
+                let id = &id[..12];
+                tracing::error!(error_id = id, summary, detail, "internal error");
+                format!("internal error {id}: {summary}; the server log has the details")
+            }
+            other => other.to_string(),
         }
     }
 
@@ -186,8 +581,9 @@ impl Error {
     pub fn to_job_error(&self) -> JobError {
         JobError {
             code: code_name(self.code()).to_owned(),
-            reason: self.reason().to_owned(),
-            message: self.to_string(),
+            reason: self.reason().as_str().to_owned(),
+            message: self.public_message(),
+            metadata: self.metadata().into_iter().collect(),
         }
     }
 
@@ -196,6 +592,41 @@ impl Error {
         Error::InvalidArgument {
             field,
             message: message.into(),
+        }
+    }
+
+    /// Shorthand for an [`Error::Internal`]: `summary` is shown, `detail` logged.
+    pub fn internal(summary: &'static str, detail: impl std::fmt::Display) -> Self {
+        Error::Internal {
+            summary,
+            detail: detail.to_string(),
+        }
+    }
+
+    /// Shorthand for an [`Error::Unsupported`] about a collection.
+    pub fn unsupported(
+        message: impl Into<String>,
+        database: &str,
+        collection: &str,
+        cluster: &str,
+    ) -> Self {
+        Error::Unsupported {
+            message: message.into(),
+            metadata: vec![
+                ("cluster", cluster.to_owned()),
+                ("database", database.to_owned()),
+                ("collection", collection.to_owned()),
+            ],
+        }
+    }
+
+    /// Whether repeating the failed operation may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Storage(s) => s.retryable,
+            Error::Milvus(m) => m.retriable,
+            Error::MilvusUnavailable { .. } => true,
+            _ => false,
         }
     }
 }
@@ -223,26 +654,51 @@ pub fn code_name(code: Code) -> &'static str {
     }
 }
 
+/// A status with an `ErrorInfo` detail: the one way this server builds error statuses.
+pub(crate) fn status(
+    code: Code,
+    reason: Reason,
+    message: String,
+    metadata: BTreeMap<String, String>,
+) -> tonic::Status {
+    let details = ErrorDetails::with_error_info(
+        reason.as_str(),
+        DOMAIN,
+        metadata
+            .into_iter()
+            .collect::<std::collections::HashMap<_, _>>(),
+    );
+    tonic::Status::with_error_details(code, message, details)
+}
+
 impl From<Error> for tonic::Status {
     fn from(err: Error) -> Self {
-        if matches!(err, Error::Internal(_)) {
-            tracing::error!(error = %err, "internal error returned to a caller");
-        }
-        let details =
-            ErrorDetails::with_error_info(err.reason(), "milvault", [] as [(String, String); 0]);
-        tonic::Status::with_error_details(err.code(), err.to_string(), details)
+        status(
+            err.code(),
+            err.reason(),
+            err.public_message(),
+            err.metadata(),
+        )
     }
 }
 
-impl From<opendal::Error> for Error {
-    fn from(e: opendal::Error) -> Self {
-        Error::Storage {
-            storage: String::new(),
-            operation: "access",
-            path: String::new(),
-            message: e.to_string(),
-        }
+/// The table of reasons in Markdown (`docs/errors.md` is this text).
+pub fn reasons_markdown() -> String {
+    let mut out = String::from(
+        "# Error reasons\n\nEvery error Milvault reports carries one of these stable reasons \
+         (`google.rpc.ErrorInfo.reason` on RPC errors, `JobError.reason` in a failed job) and \
+         metadata naming the objects involved. Generated from `server/src/error.rs`; a test \
+         keeps this file in step.\n\n| reason | gRPC code | what to do |\n|---|---|---|\n",
+    );
+    for r in Reason::ALL {
+        out.push_str(&format!(
+            "| `{}` | `{}` | {} |\n",
+            r.as_str(),
+            code_name(r.code()),
+            r.remedy()
+        ));
     }
+    out
 }
 
 #[cfg(test)]
@@ -250,7 +706,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn status_carries_code_reason_and_message() {
+    fn status_carries_code_reason_message_and_metadata() {
         let status: tonic::Status = Error::BackupNotFound {
             name: "b1".into(),
             repository: "r".into(),
@@ -260,17 +716,62 @@ mod tests {
         assert!(status.message().contains("\"b1\""));
         let info = status.get_details_error_info().expect("error info present");
         assert_eq!(info.reason, "BACKUP_NOT_FOUND");
+        assert_eq!(info.metadata.get("backup").map(String::as_str), Some("b1"));
+        assert_eq!(
+            info.metadata.get("repository").map(String::as_str),
+            Some("r")
+        );
     }
 
     #[test]
     fn job_error_uses_code_names() {
         let e = Error::MilvusUnavailable {
+            cluster: "a".into(),
             address: "http://x:1".into(),
+            op: "Connect",
             detail: "refused".into(),
         };
         let je = e.to_job_error();
         assert_eq!(je.code, "UNAVAILABLE");
         assert_eq!(je.reason, "MILVUS_UNAVAILABLE");
         assert!(je.message.contains("http://x:1"));
+        assert_eq!(je.metadata.get("cluster").map(String::as_str), Some("a"));
+    }
+
+    #[test]
+    fn internal_errors_show_a_summary_and_an_id_only() {
+        let e = Error::internal("journal write failed", "redb: secret path /x/y corrupted");
+        let s: tonic::Status = e.into();
+        assert_eq!(s.code(), Code::Internal);
+        assert!(
+            s.message().contains("journal write failed"),
+            "{}",
+            s.message()
+        );
+        assert!(!s.message().contains("/x/y"), "{}", s.message());
+        assert!(
+            s.message().starts_with("internal error "),
+            "{}",
+            s.message()
+        );
+    }
+
+    #[test]
+    fn every_reason_is_distinct_and_documented() {
+        let mut seen = std::collections::BTreeSet::new();
+        for r in Reason::ALL {
+            assert!(seen.insert(r.as_str()), "{} twice", r.as_str());
+            assert!(!r.remedy().is_empty());
+        }
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/errors.md");
+        if std::env::var_os("MILVAULT_BLESS").is_some() {
+            std::fs::write(path, reasons_markdown()).expect("write docs/errors.md");
+        }
+        let on_disk = std::fs::read_to_string(path).unwrap_or_default();
+        assert_eq!(
+            on_disk,
+            reasons_markdown(),
+            "docs/errors.md is out of date: run this test with MILVAULT_BLESS=1"
+        );
     }
 }

@@ -3,38 +3,43 @@
 //! Backs up Milvus clusters into object storage and restores them, served over gRPC.
 //!
 //! ## Layout
-//! - [`config`] — the one typed configuration struct (file < env < flags).
-//! - [`error`] — the one error enum and its single mapping to gRPC statuses.
-//! - [`storage`] — OpenDAL stores: streaming, hashed copies.
-//! - [`repository`] — the backup layout and manifest contract.
-//! - [`selection`] — backup names and collection filters.
-//! - [`milvus`] — the Milvus client, version gates, GC pause, schema conversion.
-//! - [`rbac`] — users, roles and grants out of and into Milvus.
-//! - [`jobs`] — background jobs, their watch channels and journal.
-//! - [`backup`], [`restore`], [`delete`], [`verify`] — the kinds of job; [`row_copy`] —
-//!   query-and-insert restore for partition-key collections on Milvus < 2.4.
-//! - [`api`] — the tonic edge: validate, start or read, map errors.
-//! - [`app`] — shared state and name resolution; [`server`] — wiring and `run`.
-//! - [`telemetry`] — logs and OpenTelemetry traces.
+//! - `config` — the one typed configuration struct (file < env < flags).
+//! - `error` — the one error enum, its stable reasons, and its single mapping to gRPC.
+//! - `storage` — OpenDAL stores: streaming, hashed copies.
+//! - `repository` — the backup layout and manifest contract.
+//! - `selection` — backup names and collection filters.
+//! - `poll` — the one way to wait for Milvus's background work.
+//! - `milvus` — the Milvus client (typed domain methods), version gates, GC pause.
+//! - `rbac` — users, roles and grants out of and into Milvus.
+//! - `jobs` — background jobs, their typed reporting context, locks and journal.
+//! - `backup`, `restore` (a folder: plan, collection, import, rows, staging), `delete`,
+//!   `verify` — the kinds of job; each prepares its submission from its request.
+//! - `api` — the tonic edge: thin handlers; `app` — shared state and name resolution;
+//!   `server` — wiring and `run`.
+//! - `telemetry` — logs and OpenTelemetry traces.
+//!
+//! The public surface is what the binary and the tests need: [`Config`], [`App`],
+//! [`run`], [`serve`], [`telemetry`], and the error types.
 
-pub mod api;
+mod api;
 pub mod app;
-pub mod backup;
+mod backup;
 pub mod config;
-pub mod delete;
+mod delete;
 pub mod error;
-pub mod jobs;
-pub mod milvus;
-pub mod rbac;
-pub mod repository;
-pub mod restore;
-pub mod row_copy;
-pub mod selection;
-pub mod server;
-pub mod storage;
+mod jobs;
+mod milvus;
+mod poll;
+mod rbac;
+mod repository;
+mod restore;
+mod selection;
+mod server;
+mod storage;
 pub mod telemetry;
-pub mod verify;
+mod verify;
 
+pub use app::App;
 pub use config::Config;
 pub use error::{Error, Result};
 pub use server::{run, serve};

@@ -14,24 +14,24 @@ use milvault_proto::milvault::v1::{
 };
 
 use crate::error::{Error, Result};
-use crate::storage::Store;
+use crate::storage::{Copied, Store};
 
 /// The manifest format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT_VERSION: u32 = 1;
 
 const BACKUPS_DIR: &str = "backups/";
 const MANIFEST: &str = "manifest.json";
 
 /// A repository: a [`Store`] plus the layout rules.
 #[derive(Clone, Debug)]
-pub struct Repository {
+pub(crate) struct Repository {
     name: String,
     store: Store,
 }
 
 impl Repository {
     /// Wraps a store as the repository called `name`.
-    pub fn new(name: impl Into<String>, store: Store) -> Self {
+    pub(crate) fn new(name: impl Into<String>, store: Store) -> Self {
         Self {
             name: name.into(),
             store,
@@ -39,33 +39,73 @@ impl Repository {
     }
 
     /// Configured name.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
     /// The underlying storage.
-    pub fn store(&self) -> &Store {
+    pub(crate) fn store(&self) -> &Store {
         &self.store
     }
 
     /// Directory of one backup (`backups/<name>/`).
-    pub fn backup_dir(backup: &str) -> String {
+    pub(crate) fn backup_dir(backup: &str) -> String {
         format!("{BACKUPS_DIR}{backup}/")
     }
 
     /// Key of one backup's manifest.
-    pub fn manifest_key(backup: &str) -> String {
+    pub(crate) fn manifest_key(backup: &str) -> String {
         format!("{BACKUPS_DIR}{backup}/{MANIFEST}")
     }
 
     /// Repository-relative key of a copied file, from its key relative to the
     /// cluster's storage root.
-    pub fn file_key(backup: &str, source_key: &str) -> String {
+    pub(crate) fn file_key(backup: &str, source_key: &str) -> String {
         format!("{BACKUPS_DIR}{backup}/files/{source_key}")
     }
 
+    /// Turns "not found" on a file the manifest of `backup` lists into
+    /// [`Error::FileMissing`]: the backup is damaged, which is data loss, not an outage.
+    fn missing_is_data_loss(&self, backup: &str, path: &str, e: Error) -> Error {
+        match e {
+            Error::Storage(s) if s.kind == opendal::ErrorKind::NotFound => Error::FileMissing {
+                storage: self.store.name().to_owned(),
+                backup: backup.to_owned(),
+                path: path.to_owned(),
+            },
+            other => other,
+        }
+    }
+
+    /// Copies one file of `backup` to `dst_key` of `dst`, checking its bytes against
+    /// the manifest's size and SHA-256 as they pass.
+    pub(crate) async fn copy_file_to(
+        &self,
+        backup: &str,
+        file: &BackupFile,
+        dst: &Store,
+        dst_key: &str,
+    ) -> Result<Copied> {
+        let want = Copied {
+            size: file.size_bytes,
+            sha256: file.sha256.clone(),
+        };
+        self.store
+            .copy_to(&file.path, dst, dst_key, Some(&want))
+            .await
+            .map_err(|e| self.missing_is_data_loss(backup, &file.path, e))
+    }
+
+    /// Reads one file of `backup` through and returns its size and SHA-256.
+    pub(crate) async fn hash_file(&self, backup: &str, path: &str) -> Result<Copied> {
+        self.store
+            .hash(path)
+            .await
+            .map_err(|e| self.missing_is_data_loss(backup, path, e))
+    }
+
     /// Whether anything exists under the backup's directory.
-    pub async fn backup_exists(&self, backup: &str) -> Result<bool> {
+    pub(crate) async fn backup_exists(&self, backup: &str) -> Result<bool> {
         Ok(!self
             .store
             .list_children(&Self::backup_dir(backup))
@@ -74,7 +114,7 @@ impl Repository {
     }
 
     /// Reads and validates a manifest; `None` when the backup has none.
-    pub async fn read_manifest(&self, backup: &str) -> Result<Option<BackupManifest>> {
+    pub(crate) async fn read_manifest(&self, backup: &str) -> Result<Option<BackupManifest>> {
         let Some(bytes) = self.store.read_small(&Self::manifest_key(backup)).await? else {
             return Ok(None);
         };
@@ -82,7 +122,7 @@ impl Repository {
     }
 
     /// Reads the manifest of a backup that must be complete.
-    pub async fn load_complete(&self, backup: &str) -> Result<BackupManifest> {
+    pub(crate) async fn load_complete(&self, backup: &str) -> Result<BackupManifest> {
         match self.read_manifest(backup).await? {
             Some(m) => Ok(m),
             None if self.backup_exists(backup).await? => Err(Error::BackupIncomplete {
@@ -97,7 +137,7 @@ impl Repository {
     }
 
     /// Seals a backup by writing its manifest. Call after every file is in place.
-    pub async fn write_manifest(&self, manifest: &BackupManifest) -> Result<()> {
+    pub(crate) async fn write_manifest(&self, manifest: &BackupManifest) -> Result<()> {
         let bytes = encode_manifest(manifest)?;
         self.store
             .write_small(&Self::manifest_key(&manifest.name), bytes)
@@ -105,7 +145,7 @@ impl Repository {
     }
 
     /// Names of every backup directory, sorted.
-    pub async fn backup_names(&self) -> Result<Vec<String>> {
+    pub(crate) async fn backup_names(&self) -> Result<Vec<String>> {
         let children = self.store.list_children(BACKUPS_DIR).await?;
         Ok(children
             .into_iter()
@@ -117,7 +157,7 @@ impl Repository {
     }
 
     /// The listing view of one backup. `in_progress` says whether a running job owns it.
-    pub async fn describe(
+    pub(crate) async fn describe(
         &self,
         backup: &str,
         in_progress: bool,
@@ -159,7 +199,7 @@ impl Repository {
 }
 
 /// Every file of one segment: insert, delta, then stats logs.
-pub fn segment_files(s: &SegmentBackup) -> impl Iterator<Item = &BackupFile> {
+pub(crate) fn segment_files(s: &SegmentBackup) -> impl Iterator<Item = &BackupFile> {
     s.insert_logs
         .iter()
         .chain(&s.delta_logs)
@@ -167,7 +207,7 @@ pub fn segment_files(s: &SegmentBackup) -> impl Iterator<Item = &BackupFile> {
 }
 
 /// Every file a manifest references.
-pub fn manifest_files(m: &BackupManifest) -> impl Iterator<Item = &BackupFile> {
+pub(crate) fn manifest_files(m: &BackupManifest) -> impl Iterator<Item = &BackupFile> {
     m.collections
         .iter()
         .flat_map(|c| &c.segments)
@@ -175,13 +215,13 @@ pub fn manifest_files(m: &BackupManifest) -> impl Iterator<Item = &BackupFile> {
 }
 
 /// Serialises a manifest to its stored JSON form.
-pub fn encode_manifest(manifest: &BackupManifest) -> Result<Vec<u8>> {
+pub(crate) fn encode_manifest(manifest: &BackupManifest) -> Result<Vec<u8>> {
     serde_json::to_vec_pretty(manifest)
-        .map_err(|e| Error::Internal(format!("manifest encoding: {e}")))
+        .map_err(|e| Error::internal("the manifest could not be encoded", e))
 }
 
 /// Parses and validates a stored manifest.
-pub fn decode_manifest(backup: &str, bytes: &[u8]) -> Result<BackupManifest> {
+pub(crate) fn decode_manifest(backup: &str, bytes: &[u8]) -> Result<BackupManifest> {
     let m: BackupManifest = serde_json::from_slice(bytes).map_err(|e| Error::Manifest {
         name: backup.to_owned(),
         message: format!("not a valid manifest: {e}"),

@@ -6,11 +6,11 @@
 use crate::error::{Error, Result};
 
 /// The database Milvus uses when none is named.
-pub const DEFAULT_DB: &str = "default";
+pub(crate) const DEFAULT_DB: &str = "default";
 
 /// Checks a backup name: 1–128 characters of `[A-Za-z0-9._-]`, starting with a letter
 /// or digit (it becomes a directory name in every storage backend).
-pub fn validate_backup_name(name: &str) -> Result<()> {
+pub(crate) fn validate_backup_name(name: &str) -> Result<()> {
     let ok_first = name
         .chars()
         .next()
@@ -31,7 +31,7 @@ pub fn validate_backup_name(name: &str) -> Result<()> {
 
 /// Checks a Milvus collection, alias or database name: a letter or `_` first, then
 /// letters, digits and `_`, at most 255 characters (Milvus's own rule).
-pub fn validate_milvus_name(what: &'static str, name: &str) -> Result<()> {
+pub(crate) fn validate_milvus_name(what: &'static str, name: &str) -> Result<()> {
     let ok_first = name
         .chars()
         .next()
@@ -57,13 +57,13 @@ struct Pattern {
 
 /// A parsed collection filter.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Filter {
+pub(crate) struct Filter {
     patterns: Vec<Pattern>,
 }
 
 impl Filter {
     /// Parses the patterns; each entry may itself hold a comma list.
-    pub fn parse(items: &[String]) -> Result<Self> {
+    pub(crate) fn parse(items: &[String]) -> Result<Self> {
         let mut patterns = Vec::new();
         for item in items {
             for raw in item.split(',').map(str::trim) {
@@ -96,12 +96,12 @@ impl Filter {
     }
 
     /// Whether nothing was asked for (everything is selected).
-    pub fn is_all(&self) -> bool {
+    pub(crate) fn is_all(&self) -> bool {
         self.patterns.is_empty()
     }
 
     /// Whether any pattern could select something in `database`.
-    pub fn may_match_database(&self, database: &str) -> bool {
+    pub(crate) fn may_match_database(&self, database: &str) -> bool {
         self.is_all()
             || self
                 .patterns
@@ -110,7 +110,7 @@ impl Filter {
     }
 
     /// Whether `database.collection` is selected.
-    pub fn matches(&self, database: &str, collection: &str) -> bool {
+    pub(crate) fn matches(&self, database: &str, collection: &str) -> bool {
         self.is_all()
             || self.patterns.iter().any(|p| {
                 p.database.as_deref().is_none_or(|d| d == database)
@@ -119,7 +119,7 @@ impl Filter {
     }
 
     /// Patterns naming one exact collection, to report those that matched nothing.
-    pub fn exact_names(&self) -> Vec<(String, String)> {
+    pub(crate) fn exact_names(&self) -> Vec<(String, String)> {
         self.patterns
             .iter()
             .filter_map(|p| Some((p.database.clone()?, p.collection.clone()?)))

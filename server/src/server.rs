@@ -13,7 +13,7 @@ use tonic::service::interceptor::InterceptedService;
 use crate::api::Api;
 use crate::app::App;
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{Error, Reason, Result};
 
 /// Largest request or response message, both ways.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
@@ -41,8 +41,11 @@ fn check_token(
     if same {
         Ok(req)
     } else {
-        Err(tonic::Status::unauthenticated(
-            "missing or wrong bearer token (authorization: Bearer <token>)",
+        Err(crate::error::status(
+            tonic::Code::Unauthenticated,
+            Reason::Unauthenticated,
+            "missing or wrong bearer token (authorization: Bearer <token>)".to_owned(),
+            Default::default(),
         ))
     }
 }
@@ -68,7 +71,7 @@ pub async fn serve(
 ) -> Result<()> {
     let local = listener
         .local_addr()
-        .map_err(|e| Error::Internal(e.to_string()))?;
+        .map_err(|e| Error::internal("the listener has no address", e))?;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<BackupServiceServer<Api>>()
@@ -77,12 +80,12 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
-        .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
+        .map_err(|e| Error::internal("reflection could not be set up", e))?;
     let reflection_alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
-        .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
+        .map_err(|e| Error::internal("reflection could not be set up", e))?;
     let expected = app
         .config
         .server
@@ -104,5 +107,5 @@ pub async fn serve(
         .add_service(service)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
-        .map_err(|e| Error::Internal(format!("server: {e}")))
+        .map_err(|e| Error::internal("the gRPC server stopped", e))
 }

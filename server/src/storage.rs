@@ -11,11 +11,11 @@ use opendal::{ErrorKind, Operator};
 use sha2::{Digest, Sha256};
 
 use crate::config::StorageConfig;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StorageError};
 
 /// A named OpenDAL operator.
 #[derive(Clone, Debug)]
-pub struct Store {
+pub(crate) struct Store {
     name: String,
     op: Operator,
     config: StorageConfig,
@@ -23,25 +23,25 @@ pub struct Store {
 
 /// One object found by a listing.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Object {
+pub(crate) struct Object {
     /// Key relative to the store's root.
-    pub key: String,
+    pub(crate) key: String,
     /// Size in bytes.
-    pub size: u64,
+    pub(crate) size: u64,
 }
 
 /// What a copy wrote.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Copied {
+pub(crate) struct Copied {
     /// Bytes copied.
-    pub size: u64,
+    pub(crate) size: u64,
     /// Lower-case hex SHA-256 of the bytes.
-    pub sha256: String,
+    pub(crate) sha256: String,
 }
 
 impl Store {
     /// Builds the operator for `config`; `name` appears in error messages.
-    pub fn new(name: impl Into<String>, config: &StorageConfig) -> Result<Self> {
+    pub(crate) fn new(name: impl Into<String>, config: &StorageConfig) -> Result<Self> {
         opendal::init_default_registry();
         let name = name.into();
         let options: Vec<(String, String)> = config
@@ -67,27 +67,22 @@ impl Store {
     }
 
     /// The name used in messages.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
     /// The configuration this store was built from.
-    pub fn config(&self) -> &StorageConfig {
+    pub(crate) fn config(&self) -> &StorageConfig {
         &self.config
     }
 
     fn err(&self, operation: &'static str, path: &str, e: opendal::Error) -> Error {
-        Error::Storage {
-            storage: self.name.clone(),
-            operation,
-            path: path.to_owned(),
-            message: e.to_string(),
-        }
+        Error::Storage(StorageError::new(&self.name, operation, path, e))
     }
 
     /// Lists every object under `prefix` (which should end with `/`), recursively,
     /// sorted by key. Directories are not returned.
-    pub async fn list_recursive(&self, prefix: &str) -> Result<Vec<Object>> {
+    pub(crate) async fn list_recursive(&self, prefix: &str) -> Result<Vec<Object>> {
         let mut lister = match self.op.lister_with(prefix).recursive(true).await {
             Ok(l) => l,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
@@ -116,7 +111,7 @@ impl Store {
     }
 
     /// Immediate children names under `prefix` (directories end with `/`).
-    pub async fn list_children(&self, prefix: &str) -> Result<Vec<String>> {
+    pub(crate) async fn list_children(&self, prefix: &str) -> Result<Vec<String>> {
         let entries = match self.op.list(prefix).await {
             Ok(e) => e,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
@@ -132,7 +127,7 @@ impl Store {
     }
 
     /// Size of one object.
-    pub async fn size(&self, key: &str) -> Result<u64> {
+    pub(crate) async fn size(&self, key: &str) -> Result<u64> {
         Ok(self
             .op
             .stat(key)
@@ -142,7 +137,8 @@ impl Store {
     }
 
     /// Whether the object exists.
-    pub async fn exists(&self, key: &str) -> Result<bool> {
+    #[cfg(test)]
+    pub(crate) async fn exists(&self, key: &str) -> Result<bool> {
         self.op
             .exists(key)
             .await
@@ -150,7 +146,7 @@ impl Store {
     }
 
     /// Reads a small object whole (manifests, markers).
-    pub async fn read_small(&self, key: &str) -> Result<Option<Vec<u8>>> {
+    pub(crate) async fn read_small(&self, key: &str) -> Result<Option<Vec<u8>>> {
         match self.op.read(key).await {
             Ok(b) => Ok(Some(b.to_vec())),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
@@ -159,7 +155,7 @@ impl Store {
     }
 
     /// Writes a small object whole.
-    pub async fn write_small(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
+    pub(crate) async fn write_small(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
         self.op
             .write(key, bytes)
             .await
@@ -168,7 +164,7 @@ impl Store {
     }
 
     /// Deletes one object (missing is fine).
-    pub async fn delete(&self, key: &str) -> Result<()> {
+    pub(crate) async fn delete(&self, key: &str) -> Result<()> {
         self.op
             .delete(key)
             .await
@@ -176,7 +172,7 @@ impl Store {
     }
 
     /// Deletes everything under `prefix`.
-    pub async fn delete_prefix(&self, prefix: &str) -> Result<()> {
+    pub(crate) async fn delete_prefix(&self, prefix: &str) -> Result<()> {
         match self.op.delete_with(prefix).recursive(true).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
@@ -187,7 +183,7 @@ impl Store {
     /// Streams `src_key` of `self` into `dst_key` of `dst`, hashing as bytes pass.
     /// When `expect` is given, the bytes must match it, or the destination is removed
     /// and [`Error::Corrupt`] returned.
-    pub async fn copy_to(
+    pub(crate) async fn copy_to(
         &self,
         src_key: &str,
         dst: &Store,
@@ -210,12 +206,11 @@ impl Store {
             .map_err(|e| dst.err("write", dst_key, e))?;
         let mut hasher = Sha256::new();
         let mut size = 0u64;
-        while let Some(chunk) = stream.try_next().await.map_err(|e| Error::Storage {
-            storage: self.name.clone(),
-            operation: "read",
-            path: src_key.to_owned(),
-            message: e.to_string(),
-        })? {
+        while let Some(chunk) = stream
+            .try_next()
+            .await
+            .map_err(|e| self.err("read", src_key, from_io(e)))?
+        {
             hasher.update(&chunk);
             size += chunk.len() as u64;
             writer
@@ -246,7 +241,7 @@ impl Store {
     }
 
     /// Reads an object through and returns its size and SHA-256, keeping no bytes.
-    pub async fn hash(&self, key: &str) -> Result<Copied> {
+    pub(crate) async fn hash(&self, key: &str) -> Result<Copied> {
         let reader = self
             .op
             .reader(key)
@@ -258,12 +253,11 @@ impl Store {
             .map_err(|e| self.err("read", key, e))?;
         let mut hasher = Sha256::new();
         let mut size = 0u64;
-        while let Some(chunk) = stream.try_next().await.map_err(|e| Error::Storage {
-            storage: self.name.clone(),
-            operation: "read",
-            path: key.to_owned(),
-            message: e.to_string(),
-        })? {
+        while let Some(chunk) = stream
+            .try_next()
+            .await
+            .map_err(|e| self.err("read", key, from_io(e)))?
+        {
             hasher.update(&chunk);
             size += chunk.len() as u64;
         }
@@ -271,6 +265,19 @@ impl Store {
             size,
             sha256: hex::encode(hasher.finalize()),
         })
+    }
+}
+
+/// The OpenDAL error inside an I/O error from a byte stream (so its kind and
+/// retry status are kept), or an `Unexpected` one wrapping it.
+fn from_io(e: std::io::Error) -> opendal::Error {
+    match e.into_inner() {
+        Some(inner) => match inner.downcast::<opendal::Error>() {
+            Ok(dal) => *dal,
+            Err(other) => opendal::Error::new(ErrorKind::Unexpected, "read stream failed")
+                .set_source(std::io::Error::other(other)),
+        },
+        None => opendal::Error::new(ErrorKind::Unexpected, "read stream failed"),
     }
 }
 

@@ -33,7 +33,7 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard> {
     let Some(endpoint) = &config.otlp_endpoint else {
         registry
             .try_init()
-            .map_err(|e| Error::Internal(e.to_string()))?;
+            .map_err(|e| Error::internal("telemetry could not start", e))?;
         return Ok(TelemetryGuard { provider: None });
     };
     let exporter = opentelemetry_otlp::SpanExporter::builder()
@@ -53,7 +53,7 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard> {
     registry
         .with(tracing_opentelemetry::layer().with_tracer(tracer))
         .try_init()
-        .map_err(|e| Error::Internal(e.to_string()))?;
+        .map_err(|e| Error::internal("telemetry could not start", e))?;
     Ok(TelemetryGuard {
         provider: Some(provider),
     })

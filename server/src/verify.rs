@@ -6,53 +6,80 @@
 use std::sync::Arc;
 
 use futures::StreamExt;
-use milvault_proto::milvault::v1::VerifyBackupSpec;
+use milvault_proto::milvault::v1::{JobKind, JobPhase, VerifyBackupRequest, job};
 
+use crate::app::App;
 use crate::error::{Error, Result};
-use crate::jobs::JobCtx;
+use crate::jobs::{JobCtx, Lock, Submission};
 use crate::repository::{Repository, manifest_files};
+use crate::selection::validate_backup_name;
 
 /// How many damaged files the error names.
 const NAMED: usize = 10;
 
 /// Everything a verify job needs.
-pub struct VerifyJob {
-    /// The request.
-    pub spec: VerifyBackupSpec,
+pub(crate) struct VerifyJob {
+    /// The request, names resolved.
+    request: VerifyBackupRequest,
     /// Where the backup is.
-    pub repository: Repository,
+    repository: Repository,
     /// Files read at once.
-    pub concurrency: usize,
+    concurrency: usize,
+}
+
+/// One damaged or missing file.
+struct Problem {
+    path: String,
+    what: String,
 }
 
 impl VerifyJob {
-    /// Runs the job to the end.
-    pub async fn run(self: Arc<Self>, ctx: JobCtx) -> Result<()> {
-        ctx.phase("reading manifest").await;
-        let manifest = self.repository.load_complete(&self.spec.name).await?;
-        let files: Vec<_> = manifest_files(&manifest).cloned().collect();
-        ctx.update(|j| {
-            if let Some(p) = j.progress.as_mut() {
-                p.files_total = files.len() as u64;
-                p.bytes_total = files.iter().map(|f| f.size_bytes).sum();
-            }
+    /// Checks a request and prepares the job; refused at once when there is nothing
+    /// complete to verify.
+    pub(crate) async fn prepare(app: &App, mut req: VerifyBackupRequest) -> Result<Submission> {
+        validate_backup_name(&req.name)?;
+        let repository = app.repository(&req.repository)?.clone();
+        repository.load_complete(&req.name).await?;
+        req.repository = repository.name().to_owned();
+        let job = Arc::new(VerifyJob {
+            request: req.clone(),
+            repository: repository.clone(),
+            concurrency: app.config.limits.copy_concurrency,
         });
-        ctx.phase("verifying").await;
-        let store = self.repository.store().clone();
+        Ok(Submission {
+            kind: JobKind::Verify,
+            backup: req.name.clone(),
+            cluster: String::new(),
+            repository: repository.name().to_owned(),
+            locks: vec![Lock::backup_reader(repository.name(), &req.name)],
+            request: job::Request::VerifyBackup(req),
+            run: Box::new(move |ctx| Box::pin(job.run(ctx))),
+        })
+    }
+
+    /// Runs the job to the end.
+    async fn run(self: Arc<Self>, ctx: JobCtx) -> Result<()> {
+        let name = &self.request.name;
+        ctx.phase(JobPhase::ReadingManifest, "").await;
+        let manifest = self.repository.load_complete(name).await?;
+        let files: Vec<_> = manifest_files(&manifest).cloned().collect();
+        ctx.plan_files(files.len() as u64, files.iter().map(|f| f.size_bytes).sum());
+        ctx.phase(JobPhase::Verifying, "").await;
+        let repository = &self.repository;
         let checks = files.into_iter().map(|f| {
-            let (store, ctx) = (store.clone(), ctx.clone());
+            let ctx = ctx.clone();
             async move {
                 ctx.check_cancelled()?;
-                let problem = match store.hash(&f.path).await {
+                let what = match repository.hash_file(name, &f.path).await {
                     Ok(got) if got.size == f.size_bytes && got.sha256 == f.sha256 => None,
                     Ok(got) => Some(format!(
-                        "{}: {} bytes with SHA-256 {}, manifest says {} bytes with {}",
-                        f.path, got.size, got.sha256, f.size_bytes, f.sha256
+                        "{} bytes with SHA-256 {}, manifest says {} bytes with {}",
+                        got.size, got.sha256, f.size_bytes, f.sha256
                     )),
-                    Err(e) => Some(format!("{}: {e}", f.path)),
+                    Err(e) => Some(e.to_string()),
                 };
                 ctx.file_done(None, f.size_bytes);
-                Ok::<_, Error>(problem)
+                Ok::<_, Error>(what.map(|what| Problem { path: f.path, what }))
             }
         });
         let mut bad = Vec::new();
@@ -65,17 +92,21 @@ impl VerifyJob {
         if bad.is_empty() {
             return Ok(());
         }
-        bad.sort();
+        bad.sort_by(|a, b| a.path.cmp(&b.path));
         let total = bad.len();
         for b in bad.iter().take(NAMED) {
-            ctx.warn(b.clone()).await;
+            ctx.warn(format!("{}: {}", b.path, b.what)).await;
         }
+        let first = bad
+            .iter()
+            .take(3)
+            .map(|b| format!("{}: {}", b.path, b.what))
+            .collect::<Vec<_>>()
+            .join("; ");
         Err(Error::Corrupt {
-            path: bad[0].split(':').next().unwrap_or_default().to_owned(),
+            path: bad[0].path.clone(),
             message: format!(
-                "{total} file(s) of backup {:?} are damaged or missing; first: {}",
-                self.spec.name,
-                bad.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
+                "{total} file(s) of backup {name:?} are damaged or missing; first: {first}"
             ),
         })
     }

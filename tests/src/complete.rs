@@ -351,3 +351,18 @@ pub async fn seed(c: &DataClient, id: &str) -> Result<Deployment> {
         user,
     })
 }
+
+/// Every file a manifest references.
+pub fn manifest_files(
+    m: &milvault_sdk::pb::BackupManifest,
+) -> impl Iterator<Item = &milvault_sdk::pb::BackupFile> {
+    m.collections
+        .iter()
+        .flat_map(|c| &c.segments)
+        .flat_map(|s| {
+            s.insert_logs
+                .iter()
+                .chain(&s.delta_logs)
+                .chain(&s.stats_logs)
+        })
+}

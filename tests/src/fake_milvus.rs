@@ -156,8 +156,7 @@ impl FakeMilvus {
                     .unwrap_or_default()
                     .to_owned();
                 this.lock().rec.http.push(line.clone());
-                let ticketed = milvault_server::milvus::Version::parse(&this.version)
-                    .is_some_and(|v| v >= milvault_server::milvus::Version::new(2, 6, 8));
+                let ticketed = version_at_least(&this.version, (2, 6, 8));
                 let body = if line.contains("/pause") && ticketed {
                     r#"{"msg":"OK","ticket":"t-123"}"#
                 } else {
@@ -420,4 +419,17 @@ impl MilvusService for FakeMilvus {
             ..Default::default()
         }))
     }
+}
+
+/// Whether a version string like `v2.6.8` is at least `want`.
+fn version_at_least(version: &str, want: (u32, u32, u32)) -> bool {
+    let core = version.trim_start_matches('v');
+    let core = core.split(['-', '+']).next().unwrap_or_default();
+    let mut parts = core.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let got = (
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+    );
+    got >= want
 }

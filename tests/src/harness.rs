@@ -185,7 +185,7 @@ impl TestServer {
 }
 
 /// Runs a job to its end and returns the terminal snapshot.
-pub async fn run_job(client: &mut Client, job: pb::Job) -> Result<pb::Job> {
+pub async fn run_job(client: &Client, job: pb::Job) -> Result<pb::Job> {
     Ok(client.wait_job(&job.id, |_| {}).await?)
 }
 

@@ -3,7 +3,7 @@
 //! existing target collection, an unreachable server) fail the job with that code.
 
 use milvault_sdk::{SdkError, pb};
-use milvault_server::repository::manifest_files;
+use milvault_tests::complete::manifest_files;
 use milvault_tests::fixtures::{Fixture, seed};
 use milvault_tests::harness::{TestEnv, TestServer, assert_succeeded, run_job, unique};
 use milvault_tests::milvus_data::{DataClient, Field, dt};
@@ -37,7 +37,7 @@ fn small(name: &str) -> Fixture {
 async fn bad_requests_get_precise_statuses() -> anyhow::Result<()> {
     let env = TestEnv::from_env()?;
     let server = TestServer::start(&env).await?;
-    let mut c = server.client().await?;
+    let c = server.client().await?;
     let req = |name: &str, cluster: &str, repo: &str, filter: &[&str]| pb::CreateBackupRequest {
         name: name.into(),
         cluster: cluster.into(),
@@ -64,7 +64,13 @@ async fn bad_requests_get_precise_statuses() -> anyhow::Result<()> {
     let (code_, _) = code(c.create_backup(req("ok1", "", "local", &[])).await);
     assert_eq!(code_, Code::InvalidArgument);
 
-    match c.get_backup("missing_backup", "local").await {
+    match c
+        .get_backup(pb::GetBackupRequest {
+            name: ("missing_backup").to_string(),
+            repository: "local".into(),
+        })
+        .await
+    {
         Err(SdkError::Status(s)) => assert_eq!(s.code(), Code::NotFound),
         other => panic!("{other:?}"),
     }
@@ -78,9 +84,20 @@ async fn bad_requests_get_precise_statuses() -> anyhow::Result<()> {
         .await,
     );
     assert_eq!(code_, Code::NotFound);
-    let (code_, _) = code(c.delete_backup("missing_backup", "local").await);
+    let (code_, _) = code(
+        c.delete_backup(pb::DeleteBackupRequest {
+            name: ("missing_backup").to_string(),
+            repository: "local".into(),
+        })
+        .await,
+    );
     assert_eq!(code_, Code::NotFound);
-    match c.get_job("no-such-job").await {
+    match c
+        .get_job(pb::GetJobRequest {
+            id: ("no-such-job").to_string(),
+        })
+        .await
+    {
         Err(SdkError::Status(s)) => assert_eq!(s.code(), Code::NotFound),
         other => panic!("{other:?}"),
     }
@@ -91,7 +108,7 @@ async fn bad_requests_get_precise_statuses() -> anyhow::Result<()> {
     seed(&a, "default", &small(&coll), 1).await?;
     let name = unique("bk");
     let job = c.create_backup(req(&name, "a", "local", &[&coll])).await?;
-    assert_succeeded(&run_job(&mut c, job).await?);
+    assert_succeeded(&run_job(&c, job).await?);
     let (code_, msg) = code(c.create_backup(req(&name, "a", "local", &[&coll])).await);
     assert_eq!(code_, Code::AlreadyExists);
     assert!(msg.contains(&name), "{msg}");
@@ -105,7 +122,7 @@ async fn bad_requests_get_precise_statuses() -> anyhow::Result<()> {
             ..Default::default()
         })
         .await?;
-    let done = run_job(&mut c, job).await?;
+    let done = run_job(&c, job).await?;
     assert_eq!(done.state, pb::JobState::Failed as i32);
     let err = done.error.expect("error");
     assert_eq!(err.code, "ALREADY_EXISTS");
@@ -122,8 +139,13 @@ async fn bad_requests_get_precise_statuses() -> anyhow::Result<()> {
     );
 
     // Verify reads every file back: clean now.
-    let job = c.verify_backup(&name, "local").await?;
-    let done = run_job(&mut c, job).await?;
+    let job = c
+        .verify_backup(pb::VerifyBackupRequest {
+            name: name.clone(),
+            repository: "local".into(),
+        })
+        .await?;
+    let done = run_job(&c, job).await?;
     assert_succeeded(&done);
     let p = done.progress.expect("progress");
     assert!(p.files_done > 0 && p.files_done == p.files_total, "{p:?}");
@@ -131,7 +153,10 @@ async fn bad_requests_get_precise_statuses() -> anyhow::Result<()> {
     // A damaged file in the repository is caught by its checksum while staging, the
     // restore fails with DATA_LOSS, and the half-made collection is dropped again.
     let manifest = c
-        .get_backup(&name, "local")
+        .get_backup(pb::GetBackupRequest {
+            name: name.clone(),
+            repository: "local".into(),
+        })
         .await?
         .manifest
         .expect("manifest");
@@ -153,7 +178,7 @@ async fn bad_requests_get_precise_statuses() -> anyhow::Result<()> {
             ..Default::default()
         })
         .await?;
-    let done = run_job(&mut c, job).await?;
+    let done = run_job(&c, job).await?;
     let err = done.error.expect("corruption detected");
     assert_eq!(
         (err.code.as_str(), err.reason.as_str()),
@@ -168,8 +193,13 @@ async fn bad_requests_get_precise_statuses() -> anyhow::Result<()> {
         "a failed restore left {coll} behind"
     );
     // ... and verify names the damaged file.
-    let job = c.verify_backup(&name, "local").await?;
-    let done = run_job(&mut c, job).await?;
+    let job = c
+        .verify_backup(pb::VerifyBackupRequest {
+            name: name.clone(),
+            repository: "local".into(),
+        })
+        .await?;
+    let done = run_job(&c, job).await?;
     let err = done.error.expect("verify finds the damage");
     assert_eq!(err.code, "DATA_LOSS");
     assert!(err.message.contains(&victim), "{}", err.message);
@@ -183,7 +213,7 @@ async fn bad_requests_get_precise_statuses() -> anyhow::Result<()> {
     let job = c
         .create_backup(req(&unique("bk"), "a", "local", &["no_such_collection_x"]))
         .await?;
-    let done = run_job(&mut c, job).await?;
+    let done = run_job(&c, job).await?;
     assert_eq!(done.error.expect("error").code, "NOT_FOUND");
 
     // An unknown collection in a restore filter is refused before any job starts.
@@ -223,7 +253,7 @@ storage = {{ scheme = "fs", root = "{}" }}
         repo.path().display()
     );
     let server = TestServer::start_with(&toml, vec![state, repo]).await?;
-    let mut c = server.client().await?;
+    let c = server.client().await?;
     // One cluster and one repository: both names may be omitted.
     let job = c
         .create_backup(pb::CreateBackupRequest {
@@ -231,7 +261,7 @@ storage = {{ scheme = "fs", root = "{}" }}
             ..Default::default()
         })
         .await?;
-    let done = run_job(&mut c, job).await?;
+    let done = run_job(&c, job).await?;
     assert_eq!(done.state, pb::JobState::Failed as i32);
     let err = done.error.expect("error");
     assert_eq!(err.code, "UNAVAILABLE");
@@ -242,7 +272,12 @@ storage = {{ scheme = "fs", root = "{}" }}
         err.message
     );
     // The failed backup left no manifest: it is not listed as usable.
-    let listed = c.list_backups("").await?;
+    let listed = c
+        .list_backups(pb::ListBackupsRequest {
+            repository: String::new(),
+            ..Default::default()
+        })
+        .await?;
     assert!(
         listed
             .iter()

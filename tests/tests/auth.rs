@@ -16,14 +16,17 @@ async fn the_api_needs_the_token_and_health_does_not() -> anyhow::Result<()> {
     let server = TestServer::start_with(&toml, vec![state, repo]).await?;
     let _ = server.client().await?;
 
-    let mut anonymous = Client::connect(&server.endpoint).await?;
+    let anonymous = Client::connect(&server.endpoint).await?;
     match anonymous.server_info().await {
-        Err(SdkError::Status(s)) => assert_eq!(s.code(), tonic::Code::Unauthenticated),
+        Err(e @ SdkError::Status(_)) => {
+            assert_eq!(e.code(), Some(tonic::Code::Unauthenticated));
+            assert_eq!(e.reason().as_deref(), Some("UNAUTHENTICATED"));
+        }
         other => panic!("expected UNAUTHENTICATED, got {other:?}"),
     }
-    let mut wrong = Client::connect_with(&server.endpoint, Some("s3cret-tokem")).await?;
+    let wrong = Client::connect_with(&server.endpoint, Some("s3cret-tokem")).await?;
     assert!(wrong.server_info().await.is_err());
-    let mut right = Client::connect_with(&server.endpoint, Some("s3cret-token")).await?;
+    let right = Client::connect_with(&server.endpoint, Some("s3cret-token")).await?;
     assert_eq!(right.server_info().await?.repositories.len(), 1);
 
     // The CLI passes --token through.

@@ -18,7 +18,7 @@ async fn a_whole_deployment_round_trips() -> anyhow::Result<()> {
     let id = unique("x").trim_start_matches("x_").to_owned();
     let dep = complete::seed(&a, &id).await?;
     let server = TestServer::start(&env).await?;
-    let mut c = server.client().await?;
+    let c = server.client().await?;
 
     // Back up both databases (filter by database) with RBAC.
     let name = unique("all");
@@ -32,14 +32,19 @@ async fn a_whole_deployment_round_trips() -> anyhow::Result<()> {
             include_rbac: true,
         })
         .await?;
-    let done = run_job(&mut c, job).await?;
+    let done = run_job(&c, job).await?;
     assert_succeeded(&done);
     assert!(
         done.warnings.iter().any(|w| w.contains("passwords")),
         "{:?}",
         done.warnings
     );
-    let backup = c.get_backup(&name, "s3").await?;
+    let backup = c
+        .get_backup(pb::GetBackupRequest {
+            name: name.clone(),
+            repository: "s3".into(),
+        })
+        .await?;
     let m = backup.manifest.expect("manifest");
     assert_eq!(m.collections.len(), dep.items.len());
     assert_eq!(m.databases.len(), 2);
@@ -73,7 +78,7 @@ async fn a_whole_deployment_round_trips() -> anyhow::Result<()> {
             ..Default::default()
         })
         .await?;
-    let done = run_job(&mut c, job).await?;
+    let done = run_job(&c, job).await?;
     assert_succeeded(&done);
     let report = done.report.expect("report");
     let pkey = report
@@ -134,7 +139,7 @@ async fn a_whole_deployment_round_trips() -> anyhow::Result<()> {
             ..Default::default()
         })
         .await?;
-    let done = run_job(&mut c, job).await?;
+    let done = run_job(&c, job).await?;
     // The aliases of d1.aliased already exist in d1 only, so the mapped restore succeeds.
     assert_succeeded(&done);
     for it in &dep.items {
@@ -165,7 +170,7 @@ async fn a_whole_deployment_round_trips() -> anyhow::Result<()> {
             ..Default::default()
         })
         .await?;
-    let done = run_job(&mut c, job).await?;
+    let done = run_job(&c, job).await?;
     assert_succeeded(&done);
     for it in dep.items.iter().filter(|it| it.name != "aliased") {
         compare(
@@ -196,7 +201,7 @@ async fn a_whole_deployment_round_trips() -> anyhow::Result<()> {
             ..Default::default()
         })
         .await?;
-    let done = run_job(&mut c, job).await?;
+    let done = run_job(&c, job).await?;
     let err = done.error.expect("alias conflict");
     assert_eq!(
         (err.code.as_str(), err.reason.as_str()),

@@ -55,14 +55,14 @@ storage = {{ scheme = "fs", root = "{}" }}
 }
 
 async fn backup_and_restore(s: &Setup) -> anyhow::Result<(pb::Job, pb::Job)> {
-    let mut c = s.server.client().await?;
+    let c = s.server.client().await?;
     let job = c
         .create_backup(pb::CreateBackupRequest {
             name: "b1".into(),
             ..Default::default()
         })
         .await?;
-    let backup = run_job(&mut c, job).await?;
+    let backup = run_job(&c, job).await?;
     assert_succeeded(&backup);
     let job = c
         .restore_backup(pb::RestoreBackupRequest {
@@ -73,7 +73,7 @@ async fn backup_and_restore(s: &Setup) -> anyhow::Result<(pb::Job, pb::Job)> {
             ..Default::default()
         })
         .await?;
-    let restore = run_job(&mut c, job).await?;
+    let restore = run_job(&c, job).await?;
     assert_succeeded(&restore);
     Ok((backup, restore))
 }
@@ -205,18 +205,23 @@ async fn milvus_2_2_without_connect_falls_back_and_uses_describe_for_aliases() -
 async fn l0_segments_are_refused_loudly() -> anyhow::Result<()> {
     let s = setup("v2.4.10", false).await?;
     s.fake.set_segment_level(1);
-    let mut c = s.server.client().await?;
+    let c = s.server.client().await?;
     let job = c
         .create_backup(pb::CreateBackupRequest {
             name: "b1".into(),
             ..Default::default()
         })
         .await?;
-    let done = run_job(&mut c, job).await?;
+    let done = run_job(&c, job).await?;
     let err = done.error.expect("refused");
     assert_eq!(err.reason, "UNSUPPORTED");
     assert!(err.message.contains("L0"), "{}", err.message);
-    let listed = c.list_backups("").await?;
+    let listed = c
+        .list_backups(pb::ListBackupsRequest {
+            repository: String::new(),
+            ..Default::default()
+        })
+        .await?;
     assert!(
         listed
             .iter()

@@ -46,7 +46,7 @@ async fn partition_key_rows_are_copied_across_pages() -> anyhow::Result<()> {
     a.flush("default", &name).await?;
 
     let server = TestServer::start(&env).await?;
-    let mut c = server.client().await?;
+    let c = server.client().await?;
     let backup = unique("bkpk");
     let job = c
         .create_backup(pb::CreateBackupRequest {
@@ -57,7 +57,7 @@ async fn partition_key_rows_are_copied_across_pages() -> anyhow::Result<()> {
             include_rbac: false,
         })
         .await?;
-    assert_succeeded(&run_job(&mut c, job).await?);
+    assert_succeeded(&run_job(&c, job).await?);
     let job = c
         .restore_backup(pb::RestoreBackupRequest {
             backup,
@@ -66,7 +66,7 @@ async fn partition_key_rows_are_copied_across_pages() -> anyhow::Result<()> {
             ..Default::default()
         })
         .await?;
-    let done = run_job(&mut c, job).await?;
+    let done = run_job(&c, job).await?;
     assert_succeeded(&done);
     let report = done.report.expect("report");
     assert_eq!(

@@ -4,7 +4,7 @@
 //! compare schema, partitions, indexes, load state and every row.
 
 use milvault_sdk::pb;
-use milvault_server::repository::manifest_files;
+use milvault_tests::complete::manifest_files;
 use milvault_tests::fixtures::{compare, seed, standard};
 use milvault_tests::harness::{TestEnv, TestServer, assert_succeeded, run_job, unique};
 use milvault_tests::milvus_data::DataClient;
@@ -32,7 +32,7 @@ async fn backup_then_restore_into_another_milvus_and_under_a_suffix() -> anyhow:
         }
     }
     let server = TestServer::start(&env).await?;
-    let mut client = server.client().await?;
+    let client = server.client().await?;
     let names: Vec<String> = fixtures.iter().map(|f| f.name.clone()).collect();
     let backup = unique("bk");
 
@@ -45,11 +45,16 @@ async fn backup_then_restore_into_another_milvus_and_under_a_suffix() -> anyhow:
             include_rbac: false,
         })
         .await?;
-    let done = run_job(&mut client, job).await?;
+    let done = run_job(&client, job).await?;
     assert_succeeded(&done);
 
     // The manifest lists every collection, and every file's checksum matches its bytes.
-    let got = client.get_backup(&backup, "local").await?;
+    let got = client
+        .get_backup(pb::GetBackupRequest {
+            name: backup.clone(),
+            repository: "local".into(),
+        })
+        .await?;
     assert_eq!(got.state, pb::BackupState::Complete as i32);
     let manifest = got.manifest.expect("manifest");
     assert_eq!(manifest.collections.len(), fixtures.len());
@@ -91,7 +96,7 @@ async fn backup_then_restore_into_another_milvus_and_under_a_suffix() -> anyhow:
             ..Default::default()
         })
         .await?;
-    let done = run_job(&mut client, job).await?;
+    let done = run_job(&client, job).await?;
     assert_succeeded(&done);
     let report = done.report.expect("report");
     assert_eq!(report.collections.len(), fixtures.len());
@@ -109,7 +114,7 @@ async fn backup_then_restore_into_another_milvus_and_under_a_suffix() -> anyhow:
             ..Default::default()
         })
         .await?;
-    let done = run_job(&mut client, job).await?;
+    let done = run_job(&client, job).await?;
     assert_succeeded(&done);
     for fx in &fixtures {
         compare(
@@ -146,7 +151,7 @@ async fn backup_from_s3_cluster_restore_into_local_cluster() -> anyhow::Result<(
         seed(&b, "default", fx, 77).await?;
     }
     let server = TestServer::start(&env).await?;
-    let mut client = server.client().await?;
+    let client = server.client().await?;
     let names: Vec<String> = fixtures.iter().map(|f| f.name.clone()).collect();
     let backup = unique("bks3");
     let job = client
@@ -158,10 +163,13 @@ async fn backup_from_s3_cluster_restore_into_local_cluster() -> anyhow::Result<(
             include_rbac: false,
         })
         .await?;
-    let done = run_job(&mut client, job).await?;
+    let done = run_job(&client, job).await?;
     assert_succeeded(&done);
     let m = client
-        .get_backup(&backup, "s3")
+        .get_backup(pb::GetBackupRequest {
+            name: backup.clone(),
+            repository: "s3".into(),
+        })
         .await?
         .manifest
         .expect("manifest");
@@ -179,7 +187,7 @@ async fn backup_from_s3_cluster_restore_into_local_cluster() -> anyhow::Result<(
             ..Default::default()
         })
         .await?;
-    assert_succeeded(&run_job(&mut client, job).await?);
+    assert_succeeded(&run_job(&client, job).await?);
     for fx in &fixtures {
         compare(&b, "default", &fx.name, &a, "default", &fx.name, fx.load).await?;
     }
@@ -198,7 +206,7 @@ async fn backup_from_s3_cluster_restore_into_local_cluster() -> anyhow::Result<(
             ..Default::default()
         })
         .await?;
-    let done = run_job(&mut client, job).await?;
+    let done = run_job(&client, job).await?;
     assert_succeeded(&done);
     let report = done.report.expect("report");
     assert_eq!(
@@ -229,7 +237,7 @@ async fn backup_from_s3_cluster_restore_into_local_cluster() -> anyhow::Result<(
             ..Default::default()
         })
         .await?;
-    let done = run_job(&mut client, job).await?;
+    let done = run_job(&client, job).await?;
     assert_succeeded(&done);
     let noidx = format!("{}_noidx", fx.name);
     assert!(a.indexes("default", &noidx).await?.is_empty());

@@ -15,17 +15,17 @@ const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
 
 /// Handle to the journal; cheap to clone.
 #[derive(Clone)]
-pub struct Journal {
+pub(crate) struct Journal {
     db: Arc<Database>,
 }
 
-fn internal(what: &str, e: impl std::fmt::Display) -> Error {
-    Error::Internal(format!("job journal {what}: {e}"))
+fn internal(what: &'static str, e: impl std::fmt::Display) -> Error {
+    Error::internal(what, e)
 }
 
 impl Journal {
     /// Opens (or creates) `<state_dir>/jobs.redb`.
-    pub fn open(state_dir: &Path) -> Result<Self> {
+    pub(crate) fn open(state_dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(state_dir).map_err(|e| {
             Error::invalid(
                 "server.state_dir",
@@ -39,19 +39,31 @@ impl Journal {
                 format!("cannot open job journal {}: {e}", path.display()),
             )
         })?;
-        let txn = db.begin_write().map_err(|e| internal("open", e))?;
-        txn.open_table(JOBS).map_err(|e| internal("open", e))?;
-        txn.commit().map_err(|e| internal("open", e))?;
+        let txn = db
+            .begin_write()
+            .map_err(|e| internal("job journal: open failed", e))?;
+        txn.open_table(JOBS)
+            .map_err(|e| internal("job journal: open failed", e))?;
+        txn.commit()
+            .map_err(|e| internal("job journal: open failed", e))?;
         Ok(Self { db: Arc::new(db) })
     }
 
     /// Every journaled job.
-    pub fn load_all(&self) -> Result<Vec<Job>> {
-        let txn = self.db.begin_read().map_err(|e| internal("read", e))?;
-        let table = txn.open_table(JOBS).map_err(|e| internal("read", e))?;
+    pub(crate) fn load_all(&self) -> Result<Vec<Job>> {
+        let txn = self
+            .db
+            .begin_read()
+            .map_err(|e| internal("job journal: read failed", e))?;
+        let table = txn
+            .open_table(JOBS)
+            .map_err(|e| internal("job journal: read failed", e))?;
         let mut jobs = Vec::new();
-        for item in table.iter().map_err(|e| internal("read", e))? {
-            let (key, value) = item.map_err(|e| internal("read", e))?;
+        for item in table
+            .iter()
+            .map_err(|e| internal("job journal: read failed", e))?
+        {
+            let (key, value) = item.map_err(|e| internal("job journal: read failed", e))?;
             match Job::decode(value.value()) {
                 Ok(job) => jobs.push(job),
                 Err(e) => {
@@ -63,22 +75,28 @@ impl Journal {
     }
 
     /// Writes one job (blocking; call from `spawn_blocking` on hot paths).
-    pub fn put_blocking(&self, job: &Job) -> Result<()> {
-        let txn = self.db.begin_write().map_err(|e| internal("write", e))?;
+    pub(crate) fn put_blocking(&self, job: &Job) -> Result<()> {
+        let txn = self
+            .db
+            .begin_write()
+            .map_err(|e| internal("job journal: write failed", e))?;
         {
-            let mut table = txn.open_table(JOBS).map_err(|e| internal("write", e))?;
+            let mut table = txn
+                .open_table(JOBS)
+                .map_err(|e| internal("job journal: write failed", e))?;
             table
                 .insert(job.id.as_str(), job.encode_to_vec().as_slice())
-                .map_err(|e| internal("write", e))?;
+                .map_err(|e| internal("job journal: write failed", e))?;
         }
-        txn.commit().map_err(|e| internal("write", e))
+        txn.commit()
+            .map_err(|e| internal("job journal: write failed", e))
     }
 
     /// Writes one job without blocking the async runtime.
-    pub async fn put(&self, job: Job) -> Result<()> {
+    pub(crate) async fn put(&self, job: Job) -> Result<()> {
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.put_blocking(&job))
             .await
-            .map_err(|e| internal("write task", e))?
+            .map_err(|e| internal("job journal: write task failed", e))?
     }
 }

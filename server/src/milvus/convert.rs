@@ -2,11 +2,12 @@
 //! schema. Both directions live here so a round trip can be tested in one place.
 
 use milvault_proto::milvault::v1 as mv;
+use milvault_proto::milvus::common::ConsistencyLevel as ms_consistency;
 use milvault_proto::milvus::common::KeyValuePair;
 use milvault_proto::milvus::schema as ms;
 
 /// Milvus key/value pairs → manifest pairs (order kept).
-pub fn kvs_from(pairs: &[KeyValuePair]) -> Vec<mv::KeyValue> {
+pub(crate) fn kvs_from(pairs: &[KeyValuePair]) -> Vec<mv::KeyValue> {
     pairs
         .iter()
         .map(|p| mv::KeyValue {
@@ -17,7 +18,7 @@ pub fn kvs_from(pairs: &[KeyValuePair]) -> Vec<mv::KeyValue> {
 }
 
 /// Manifest pairs → Milvus pairs.
-pub fn kvs_to(pairs: &[mv::KeyValue]) -> Vec<KeyValuePair> {
+pub(crate) fn kvs_to(pairs: &[mv::KeyValue]) -> Vec<KeyValuePair> {
     pairs
         .iter()
         .map(|p| KeyValuePair {
@@ -27,14 +28,18 @@ pub fn kvs_to(pairs: &[mv::KeyValue]) -> Vec<KeyValuePair> {
         .collect()
 }
 
-/// Milvus consistency level (Strong = 0 ...) → manifest (Strong = 1 ...).
-pub fn consistency_from(level: i32) -> i32 {
-    level + 1
+/// Milvus consistency level (Strong = 0 ...) → manifest (Strong = 1 ...); an unknown
+/// level becomes unspecified (restored as Milvus's default).
+pub(crate) fn consistency_from(level: i32) -> mv::ConsistencyLevel {
+    mv::ConsistencyLevel::try_from(level + 1).unwrap_or(mv::ConsistencyLevel::Unspecified)
 }
 
 /// Manifest consistency level → Milvus (unspecified becomes Milvus's default, Bounded).
-pub fn consistency_to(level: i32) -> i32 {
-    if level <= 0 { 2 } else { level - 1 }
+pub(crate) fn consistency_to(level: mv::ConsistencyLevel) -> i32 {
+    match level {
+        mv::ConsistencyLevel::Unspecified => ms_consistency::Bounded as i32,
+        other => other as i32 - 1,
+    }
 }
 
 fn default_from(v: &ms::ValueField) -> Option<mv::DefaultValue> {
@@ -70,7 +75,7 @@ fn default_to(v: &mv::DefaultValue) -> Option<ms::ValueField> {
 }
 
 /// Milvus schema → manifest schema.
-pub fn schema_from(s: &ms::CollectionSchema) -> mv::CollectionSchema {
+pub(crate) fn schema_from(s: &ms::CollectionSchema) -> mv::CollectionSchema {
     mv::CollectionSchema {
         name: s.name.clone(),
         description: s.description.clone(),
@@ -106,7 +111,7 @@ pub fn schema_from(s: &ms::CollectionSchema) -> mv::CollectionSchema {
 /// The dynamic `$meta` field is left out (Milvus adds it itself when
 /// `enable_dynamic_field` is set), and fields keep their backup order, which is what
 /// makes Milvus assign the same field IDs (100, 101, ...) as the source had.
-pub fn schema_to(s: &mv::CollectionSchema, name: &str) -> ms::CollectionSchema {
+pub(crate) fn schema_to(s: &mv::CollectionSchema, name: &str) -> ms::CollectionSchema {
     #[allow(deprecated)]
     ms::CollectionSchema {
         name: name.to_owned(),
@@ -138,17 +143,6 @@ pub fn schema_to(s: &mv::CollectionSchema, name: &str) -> ms::CollectionSchema {
             .collect(),
         ..Default::default()
     }
-}
-
-/// Field ids of a schema by name, for comparing a created collection with the backup.
-pub fn field_ids(s: &mv::CollectionSchema) -> Vec<(String, i64)> {
-    let mut v: Vec<(String, i64)> = s
-        .fields
-        .iter()
-        .map(|f| (f.name.clone(), f.field_id))
-        .collect();
-    v.sort();
-    v
 }
 
 #[cfg(test)]
@@ -208,6 +202,6 @@ mod tests {
         for l in 0..5 {
             assert_eq!(consistency_to(consistency_from(l)), l);
         }
-        assert_eq!(consistency_to(0), 2);
+        assert_eq!(consistency_to(mv::ConsistencyLevel::Unspecified), 2);
     }
 }

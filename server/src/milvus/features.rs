@@ -8,18 +8,18 @@ use std::fmt;
 /// A Milvus server version (`v2.3.5` → 2.3.5). Unparsable strings become 0.0.0 and
 /// are treated as the oldest version (the safe side).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Version {
+pub(crate) struct Version {
     /// Major.
-    pub major: u32,
+    pub(crate) major: u32,
     /// Minor.
-    pub minor: u32,
+    pub(crate) minor: u32,
     /// Patch.
-    pub patch: u32,
+    pub(crate) patch: u32,
 }
 
 impl Version {
     /// Builds a version.
-    pub const fn new(major: u32, minor: u32, patch: u32) -> Self {
+    pub(crate) const fn new(major: u32, minor: u32, patch: u32) -> Self {
         Self {
             major,
             minor,
@@ -28,7 +28,7 @@ impl Version {
     }
 
     /// Parses `v2.3.5`, `2.3.5`, `v2.4.0-rc.1`, `2.6.8-dev`, ...
-    pub fn parse(text: &str) -> Option<Self> {
+    pub(crate) fn parse(text: &str) -> Option<Self> {
         let t = text.trim().trim_start_matches(['v', 'V']);
         let core = t.split(['-', '+', ' ']).next()?;
         let mut parts = core.split('.').map(|p| p.parse::<u32>());
@@ -51,7 +51,7 @@ impl fmt::Display for Version {
 
 /// How the server's garbage collector can be paused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GcPause {
+pub(crate) enum GcPause {
     /// No working endpoint (2.2, 2.3): copy promptly and verify instead.
     Unavailable,
     /// `pause?pause_seconds=N` / `resume` (2.4 up to 2.6.7).
@@ -62,14 +62,14 @@ pub enum GcPause {
 
 /// The feature gates of one server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Features {
+pub(crate) struct Features {
     /// The server's version.
-    pub version: Version,
+    pub(crate) version: Version,
 }
 
 impl Features {
     /// Gates for `version`.
-    pub const fn new(version: Version) -> Self {
+    pub(crate) const fn new(version: Version) -> Self {
         Self { version }
     }
 
@@ -78,17 +78,17 @@ impl Features {
     }
 
     /// Databases (`ListDatabases`, `CreateDatabase`, the `dbname` header): 2.2.7+.
-    pub fn supports_databases(&self) -> bool {
+    pub(crate) fn supports_databases(&self) -> bool {
         self.at_least(2, 2, 7)
     }
 
     /// `ListAliases`: 2.3.0+ (before that, aliases come from `DescribeCollection`).
-    pub fn supports_list_aliases(&self) -> bool {
+    pub(crate) fn supports_list_aliases(&self) -> bool {
         self.at_least(2, 3, 0)
     }
 
     /// How GC can be paused during a backup.
-    pub fn gc_pause(&self) -> GcPause {
+    pub(crate) fn gc_pause(&self) -> GcPause {
         if self.at_least(2, 6, 8) {
             GcPause::Ticketed
         } else if self.at_least(2, 4, 0) {
@@ -100,12 +100,12 @@ impl Features {
 
     /// Binlog import into a partition-key collection: refused by 2.2/2.3 ("target
     /// partition must be only one"); 2.4+ accepts a named partition in backup mode.
-    pub fn binlog_import_into_partition_key(&self) -> bool {
+    pub(crate) fn binlog_import_into_partition_key(&self) -> bool {
         self.at_least(2, 4, 0)
     }
 
     /// The `skip_disk_quota_check` import option: 2.4+.
-    pub fn import_skips_disk_quota(&self) -> bool {
+    pub(crate) fn import_skips_disk_quota(&self) -> bool {
         self.at_least(2, 4, 0)
     }
 }

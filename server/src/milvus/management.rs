@@ -16,7 +16,7 @@ use super::features::GcPause;
 const PAUSE_SECS: u64 = 600;
 
 /// A held GC pause.
-pub struct GcPauseGuard {
+pub(crate) struct GcPauseGuard {
     base: String,
     ticket: Option<String>,
     renewer: Option<JoinHandle<()>>,
@@ -50,7 +50,7 @@ async fn pause_once(http: &reqwest::Client, url: &str) -> Result<Option<String>,
 impl GcPauseGuard {
     /// Pauses GC (for `collection_id` where the server pauses per collection).
     /// `Err` carries a sentence for the job's warnings.
-    pub async fn pause(
+    pub(crate) async fn pause(
         management: Option<&str>,
         mode: GcPause,
         collection_id: i64,
@@ -89,7 +89,7 @@ impl GcPauseGuard {
     }
 
     /// Resumes GC. Failures are logged: the pause expires by itself.
-    pub async fn resume(mut self) {
+    pub(crate) async fn resume(mut self) {
         if let Some(r) = self.renewer.take() {
             r.abort();
         }

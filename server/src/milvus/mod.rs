@@ -1,11 +1,18 @@
-//! Everything that speaks to Milvus: the gRPC client, version feature gates, the
-//! management HTTP (GC pause) and schema conversions. Nothing else in the server
-//! touches Milvus's wire types directly except the backup and restore plans.
+//! Everything that speaks to Milvus: the gRPC client and its domain methods, version
+//! feature gates, the management HTTP (GC pause) and schema conversions. No Milvus
+//! wire type leaves this module: callers use the types in [`types`] and the manifest's
+//! own types.
 
-pub mod client;
-pub mod convert;
-pub mod features;
-pub mod management;
+mod client;
+mod convert;
+mod data;
+pub(crate) mod features;
+pub(crate) mod management;
+mod meta;
+mod rbac;
+mod status;
+pub(crate) mod types;
 
-pub use client::MilvusClient;
-pub use features::{Features, GcPause, Version};
+pub(crate) use client::MilvusClient;
+pub(crate) use data::PkField;
+pub(crate) use features::GcPause;

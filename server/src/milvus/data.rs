@@ -1,0 +1,357 @@
+//! Data calls: flush, segment listing, binlog import, and the query/insert pair that
+//! copies rows. Each waits through [`crate::poll::until`] where Milvus works in the
+//! background, so deadlines, backoff and cancellation are the same everywhere.
+
+use milvault_proto::milvus::common::{self, ImportState, KeyValuePair};
+use milvault_proto::milvus::milvus as pb;
+use milvault_proto::milvus::schema::{FieldData, field_data, scalar_field};
+use tokio_util::sync::CancellationToken;
+
+use super::client::MilvusClient;
+use super::status;
+use super::types::{
+    ImportProgress, ImportSpec, PkValue, RowPage, SegmentInfo, SegmentLevel, SegmentState,
+};
+use crate::error::{Error, Result};
+
+impl SegmentState {
+    fn from_wire(v: i32) -> Self {
+        match common::SegmentState::try_from(v) {
+            Ok(common::SegmentState::Growing) => Self::Growing,
+            Ok(common::SegmentState::Sealed) => Self::Sealed,
+            Ok(common::SegmentState::Flushing) => Self::Flushing,
+            Ok(common::SegmentState::Flushed) => Self::Flushed,
+            Ok(common::SegmentState::Dropped) => Self::Dropped,
+            Ok(common::SegmentState::Importing) => Self::Importing,
+            _ => Self::Other(v),
+        }
+    }
+}
+
+impl SegmentLevel {
+    fn from_wire(v: i32) -> Self {
+        match common::SegmentLevel::try_from(v) {
+            Ok(common::SegmentLevel::L0) => Self::L0,
+            Ok(common::SegmentLevel::L1) => Self::L1,
+            Ok(common::SegmentLevel::L2) => Self::L2,
+            _ => Self::Legacy,
+        }
+    }
+
+    /// The manifest's number for the level.
+    pub(crate) fn as_i32(self) -> i32 {
+        match self {
+            Self::Legacy => common::SegmentLevel::Legacy as i32,
+            Self::L0 => common::SegmentLevel::L0 as i32,
+            Self::L1 => common::SegmentLevel::L1 as i32,
+            Self::L2 => common::SegmentLevel::L2 as i32,
+        }
+    }
+}
+
+impl MilvusClient {
+    /// Seals the collection's growing segments and waits until they are on storage;
+    /// returns the flush timestamp (0 where the server does not report one).
+    pub(crate) async fn flush_and_wait(
+        &self,
+        db: &str,
+        name: &str,
+        cancel: &CancellationToken,
+    ) -> Result<u64> {
+        let req = pb::FlushRequest {
+            db_name: db.to_owned(),
+            collection_names: vec![name.to_owned()],
+            ..Default::default()
+        };
+        let r = self
+            .call("Flush", db, req, |c, r| Box::pin(c.flush(r)))
+            .await?;
+        let segs = r
+            .coll_seg_i_ds
+            .get(name)
+            .map(|l| l.data.clone())
+            .unwrap_or_default();
+        let flush_ts = r.coll_flush_ts.get(name).copied().unwrap_or(0);
+        let what = format!("flushing {db}.{name}");
+        crate::poll::until(&what, &self.timeouts.flush(), cancel, || {
+            let req = pb::GetFlushStateRequest {
+                segment_i_ds: segs.clone(),
+                flush_ts,
+                db_name: db.to_owned(),
+                collection_name: name.to_owned(),
+            };
+            async move {
+                let st = self
+                    .call("GetFlushState", db, req, |c, r| {
+                        Box::pin(c.get_flush_state(r))
+                    })
+                    .await?;
+                Ok(st.flushed.then_some(flush_ts))
+            }
+        })
+        .await
+    }
+
+    /// Segments that hold data on storage, as Milvus knows them now. A segment Milvus
+    /// reports as not found (it is being compacted or dropped) makes the listing be
+    /// taken again, until the listing deadline.
+    pub(crate) async fn persistent_segments(
+        &self,
+        db: &str,
+        name: &str,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<SegmentInfo>> {
+        let what = format!("listing the segments of {db}.{name}");
+        let infos = crate::poll::until(&what, &self.timeouts.settle(), cancel, || async {
+            let req = pb::GetPersistentSegmentInfoRequest {
+                db_name: db.to_owned(),
+                collection_name: name.to_owned(),
+                ..Default::default()
+            };
+            let r = self
+                .call("GetPersistentSegmentInfo", db, req, |c, r| {
+                    Box::pin(c.get_persistent_segment_info(r))
+                })
+                .await;
+            Ok(status::found(r)?.map(|r| r.infos))
+        })
+        .await?;
+        Ok(infos
+            .into_iter()
+            .map(|s| SegmentInfo {
+                id: s.segment_id,
+                partition_id: s.partition_id,
+                num_rows: s.num_rows,
+                state: SegmentState::from_wire(s.state),
+                level: SegmentLevel::from_wire(s.level),
+                storage_version: s.storage_version,
+            })
+            .collect())
+    }
+
+    /// The segment list once no segment is between sealed and flushed: a sealed or
+    /// flushing segment holds rows a backup must have, so it is waited for.
+    pub(crate) async fn settled_segments(
+        &self,
+        db: &str,
+        name: &str,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<SegmentInfo>> {
+        let what = format!("waiting for the sealed segments of {db}.{name} to flush");
+        crate::poll::until(&what, &self.timeouts.settle(), cancel, || async {
+            let segments = self.persistent_segments(db, name, cancel).await?;
+            let in_between = segments
+                .iter()
+                .any(|s| matches!(s.state, SegmentState::Sealed | SegmentState::Flushing));
+            Ok((!in_between).then_some(segments))
+        })
+        .await
+    }
+
+    /// Starts a binlog import in backup mode; returns the task ids.
+    pub(crate) async fn import_binlogs(&self, spec: &ImportSpec<'_>) -> Result<Vec<i64>> {
+        let mut options = vec![KeyValuePair {
+            key: "backup".into(),
+            value: "true".into(),
+        }];
+        if self.features().import_skips_disk_quota() {
+            options.push(KeyValuePair {
+                key: "skip_disk_quota_check".into(),
+                value: "true".into(),
+            });
+        }
+        let req = pb::ImportRequest {
+            db_name: spec.database.to_owned(),
+            collection_name: spec.collection.to_owned(),
+            partition_name: spec.partition.to_owned(),
+            files: spec.paths.clone(),
+            options,
+            ..Default::default()
+        };
+        Ok(self
+            .call("Import", spec.database, req, |c, r| Box::pin(c.import(r)))
+            .await?
+            .tasks)
+    }
+
+    /// Where an import task is.
+    pub(crate) async fn import_progress(&self, task: i64) -> Result<ImportProgress> {
+        let req = pb::GetImportStateRequest { task };
+        let st = self
+            .call("GetImportState", "", req, |c, r| {
+                Box::pin(c.get_import_state(r))
+            })
+            .await?;
+        Ok(match ImportState::try_from(st.state) {
+            Ok(ImportState::ImportCompleted) => ImportProgress::Completed { rows: st.row_count },
+            Ok(ImportState::ImportFailed | ImportState::ImportFailedAndCleaned) => {
+                ImportProgress::Failed {
+                    reason: st
+                        .infos
+                        .iter()
+                        .find(|kv| kv.key == "failed_reason")
+                        .map(|kv| kv.value.clone())
+                        .unwrap_or_default(),
+                }
+            }
+            _ => ImportProgress::Running,
+        })
+    }
+
+    /// Waits for an import task to end; `Completed` or `Failed`.
+    pub(crate) async fn wait_import(
+        &self,
+        task: i64,
+        cancel: &CancellationToken,
+    ) -> Result<ImportProgress> {
+        let what = format!("import task {task}");
+        crate::poll::until(&what, &self.timeouts.import(), cancel, || async {
+            let p = self.import_progress(task).await?;
+            Ok((p != ImportProgress::Running).then_some(p))
+        })
+        .await
+    }
+
+    /// Reads up to `limit` rows with a primary key above `after` (all fields named
+    /// in `fields`), in primary-key order, from a loaded collection.
+    pub(crate) async fn query_page(
+        &self,
+        db: &str,
+        coll: &str,
+        pk: &PkField<'_>,
+        after: Option<&PkValue>,
+        fields: &[String],
+        limit: usize,
+    ) -> Result<RowPage> {
+        let expr = match after {
+            None if pk.is_varchar => format!("{} != \"\"", pk.name),
+            None => format!("{} >= {}", pk.name, i64::MIN + 1),
+            Some(v) => format!("{} > {}", pk.name, literal(v)),
+        };
+        let req = pb::QueryRequest {
+            db_name: db.to_owned(),
+            collection_name: coll.to_owned(),
+            expr,
+            output_fields: fields.to_vec(),
+            query_params: vec![KeyValuePair {
+                key: "limit".into(),
+                value: limit.to_string(),
+            }],
+            // Strong: every row written before the call is seen.
+            consistency_level: common::ConsistencyLevel::Strong as i32,
+            ..Default::default()
+        };
+        let cols = self
+            .call("Query", db, req, |c, r| Box::pin(c.query(r)))
+            .await?
+            .fields_data;
+        let pk_col = cols
+            .iter()
+            .find(|c| c.field_name == pk.name)
+            .ok_or_else(|| {
+                Error::internal(
+                    "a query did not return the primary key",
+                    format!("query on {db}.{coll} returned no column {}", pk.name),
+                )
+            })?;
+        let keys = pk_values(pk_col)?;
+        Ok(RowPage {
+            columns: cols,
+            keys,
+        })
+    }
+
+    /// Inserts a page read by [`Self::query_page`] (full columns; an auto-id key is
+    /// left out so Milvus assigns it); returns how many rows Milvus took.
+    pub(crate) async fn insert_page(
+        &self,
+        db: &str,
+        coll: &str,
+        page: RowPage,
+        drop_field: Option<&str>,
+    ) -> Result<i64> {
+        let n = page.keys.len();
+        let mut columns = page.columns;
+        if let Some(f) = drop_field {
+            columns.retain(|c| c.field_name != f);
+        }
+        let req = pb::InsertRequest {
+            db_name: db.to_owned(),
+            collection_name: coll.to_owned(),
+            fields_data: columns,
+            num_rows: u32::try_from(n).unwrap_or(u32::MAX),
+            ..Default::default()
+        };
+        Ok(self
+            .call("Insert", db, req, |c, r| Box::pin(c.insert(r)))
+            .await?
+            .insert_cnt)
+    }
+
+    /// `count(*)` of a loaded collection (2.3+).
+    pub(crate) async fn count_rows(&self, db: &str, coll: &str) -> Result<i64> {
+        let req = pb::QueryRequest {
+            db_name: db.to_owned(),
+            collection_name: coll.to_owned(),
+            expr: String::new(),
+            output_fields: vec!["count(*)".into()],
+            consistency_level: common::ConsistencyLevel::Strong as i32,
+            ..Default::default()
+        };
+        let cols = self
+            .call("Query", db, req, |c, r| Box::pin(c.query(r)))
+            .await?
+            .fields_data;
+        match cols.first().and_then(|c| c.field.as_ref()) {
+            Some(field_data::Field::Scalars(s)) => match &s.data {
+                Some(scalar_field::Data::LongData(a)) => Ok(a.data.first().copied().unwrap_or(0)),
+                _ => Err(Error::internal(
+                    "count(*) answered with an unexpected type",
+                    format!("{db}.{coll}"),
+                )),
+            },
+            _ => Err(Error::internal(
+                "count(*) answered nothing",
+                format!("{db}.{coll}"),
+            )),
+        }
+    }
+}
+
+/// The primary-key field a row page is ordered by.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PkField<'a> {
+    /// Field name.
+    pub(crate) name: &'a str,
+    /// VarChar key (else Int64).
+    pub(crate) is_varchar: bool,
+}
+
+/// Renders a primary key for an expression: numbers as is, strings quoted.
+fn literal(pk: &PkValue) -> String {
+    match pk {
+        PkValue::Int(i) => i.to_string(),
+        PkValue::Str(s) => format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"")),
+    }
+}
+
+fn pk_values(col: &FieldData) -> Result<Vec<PkValue>> {
+    match &col.field {
+        Some(field_data::Field::Scalars(s)) => match &s.data {
+            Some(scalar_field::Data::LongData(a)) => {
+                Ok(a.data.iter().map(|v| PkValue::Int(*v)).collect())
+            }
+            Some(scalar_field::Data::StringData(a)) => {
+                Ok(a.data.iter().cloned().map(PkValue::Str).collect())
+            }
+            _ => Err(Error::internal(
+                "primary key column of an unexpected type",
+                col.field_name.clone(),
+            )),
+        },
+        _ => Err(Error::internal(
+            "primary key column missing",
+            col.field_name.clone(),
+        )),
+    }
+}

@@ -1,0 +1,160 @@
+//! One collection's restore: (replace) → create database, collection and partitions
+//! → data → indexes → aliases → load.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use milvault_proto::milvault::v1::{CollectionReport, CollectionSchema, JobPhase, RestoreMethod};
+
+use super::{Side, Task};
+use crate::error::{Error, Result};
+use crate::milvus::types::{Created, NewCollection};
+use crate::selection::DEFAULT_DB;
+
+/// Field names and ids, sorted, for comparing a created collection with the backup.
+fn field_ids(s: &CollectionSchema) -> Vec<(String, i64)> {
+    let mut v: Vec<(String, i64)> = s
+        .fields
+        .iter()
+        .map(|f| (f.name.clone(), f.field_id))
+        .collect();
+    v.sort();
+    v
+}
+
+impl Side<'_> {
+    /// Restores one collection; `created` gets it once it exists.
+    pub(super) async fn restore_collection(
+        &self,
+        task: Task<'_>,
+        exists: bool,
+        created: &mut Vec<(String, String)>,
+    ) -> Result<CollectionReport> {
+        let (client, ctx) = (self.client, self.ctx);
+        let (src, t, idx) = (task.src, task.target, task.idx);
+        let (db, name) = (t.database.as_str(), t.collection.as_str());
+        ctx.phase(JobPhase::Creating, format!("{db}.{name}")).await;
+        ctx.collection_phase(idx, JobPhase::Creating);
+        let mut report = CollectionReport {
+            database: src.database.clone(),
+            collection: src.name.clone(),
+            target_database: db.to_owned(),
+            target_collection: name.to_owned(),
+            size_bytes: src.size_bytes,
+            ..Default::default()
+        };
+        if exists {
+            for alias in client.list_aliases(db, name).await? {
+                client.drop_alias(db, &alias).await?;
+            }
+            client.drop_collection(db, name).await?;
+            report
+                .warnings
+                .push(format!("replaced the existing collection {db}.{name}"));
+        }
+        if db != DEFAULT_DB && !client.list_databases().await?.iter().any(|d| d == db) {
+            client.create_database(db).await?;
+        }
+        let schema = src.schema.as_ref().ok_or_else(|| Error::Manifest {
+            name: self.job.manifest.name.clone(),
+            message: format!("collection {}.{} has no schema", src.database, src.name),
+        })?;
+        let partition_key = schema.fields.iter().any(|f| f.is_partition_key);
+        client
+            .create_collection(&NewCollection {
+                database: db,
+                name,
+                schema,
+                shards_num: src.shards_num,
+                consistency_level: src.consistency_level(),
+                properties: &src.properties,
+                num_partitions: if partition_key { src.num_partitions } else { 0 },
+            })
+            .await?;
+        created.push((db.to_owned(), name.to_owned()));
+
+        // Binlogs are matched to fields by id: the new collection must have the same ids.
+        let got = field_ids(&client.describe_collection(db, name).await?.schema);
+        let want = field_ids(schema);
+        if got != want {
+            return Err(Error::unsupported(
+                format!(
+                    "the target assigned different field ids to {db}.{name} ({got:?}, backup has {want:?}); binlogs cannot be imported into it"
+                ),
+                db,
+                name,
+                client.cluster(),
+            ));
+        }
+        let mut partition_names = BTreeMap::new();
+        let existing_parts: BTreeSet<String> = client
+            .show_partitions(db, name)
+            .await?
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
+        for p in &src.partitions {
+            if !partition_key && !existing_parts.contains(&p.name) {
+                client.create_partition(db, name, &p.name).await?;
+            }
+            partition_names.insert(p.partition_id, p.name.clone());
+        }
+
+        let row_insert = partition_key && !client.features().binlog_import_into_partition_key();
+        if self.job.request.meta_only {
+            report.method = RestoreMethod::MetaOnly as i32;
+        } else if row_insert {
+            ctx.collection_method(idx, RestoreMethod::RowInsert);
+            report.method = RestoreMethod::RowInsert as i32;
+            report.warnings.push(format!(
+                "Milvus {} cannot import binlogs into a partition-key collection: rows were imported into a temporary twin and inserted",
+                client.version_text()
+            ));
+            if schema.fields.iter().any(|f| f.is_primary_key && f.auto_id) {
+                report
+                    .warnings
+                    .push("auto-id primary keys were reassigned by the row insert".into());
+            }
+            let (rows, warnings) = self.restore_rows(task, schema).await;
+            report.warnings.extend(warnings);
+            report.rows = rows?;
+        } else {
+            ctx.collection_method(idx, RestoreMethod::BinlogImport);
+            ctx.collection_phase(idx, JobPhase::Importing);
+            ctx.phase(JobPhase::Importing, format!("{db}.{name}")).await;
+            report.method = RestoreMethod::BinlogImport as i32;
+            report.rows = self.import_all(task, t, &partition_names).await?;
+        }
+
+        if !self.job.request.skip_indexes {
+            ctx.collection_phase(idx, JobPhase::Indexing);
+            for index in &src.indexes {
+                client.create_index(db, name, index).await?;
+            }
+        } else if !src.indexes.is_empty() {
+            report
+                .warnings
+                .push("indexes were not built (skip_indexes)".into());
+        }
+
+        for alias in &src.aliases {
+            if client.create_alias(db, name, alias).await? == Created::Existed {
+                return Err(Error::AliasExists {
+                    cluster: self.job.cluster.name.clone(),
+                    database: db.to_owned(),
+                    alias: alias.clone(),
+                    owner: None,
+                });
+            }
+        }
+
+        if src.loaded && !self.job.request.skip_load {
+            ctx.collection_phase(idx, JobPhase::Loading);
+            if let Err(e) = client.load(db, name).await {
+                report.warnings.push(format!(
+                    "the collection was loaded at backup time but loading it failed: {e}"
+                ));
+            }
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,298 @@
+//! The restore job: plan the targets → check the target cluster (nothing is written
+//! until every target passed) → per collection (`collection.rs`): create database,
+//! collection (same field ids), partitions → data by binlog import (`import.rs`) or row
+//! insert (`rows.rs`) → indexes → aliases → load → remove the staged files
+//! (`staging.rs`).
+//!
+//! A collection this job created is dropped again when the job fails, so a failed
+//! restore never leaves a half-filled collection that looks complete.
+
+mod collection;
+mod import;
+mod plan;
+mod rows;
+mod staging;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use milvault_proto::milvault::v1::{
+    BackupManifest, CollectionBackup, JobKind, JobPhase, RestoreBackupRequest, job,
+};
+
+use crate::app::{App, Cluster};
+use crate::config::{LimitsConfig, TimeoutsConfig};
+use crate::error::{Error, Result};
+use crate::jobs::{CollectionPlan, JobCtx, Lock, Submission};
+use crate::milvus::MilvusClient;
+use crate::repository::Repository;
+use crate::selection::{DEFAULT_DB, validate_backup_name};
+
+pub(crate) use plan::{Target, plan_targets};
+use staging::Staging;
+
+/// Everything a restore job needs.
+pub(crate) struct RestoreJob {
+    /// The request, names resolved.
+    request: RestoreBackupRequest,
+    /// The backup's manifest, read when the job was submitted.
+    manifest: BackupManifest,
+    /// Where each selected collection goes.
+    targets: Vec<Target>,
+    /// Target cluster.
+    cluster: Cluster,
+    /// Source repository.
+    repository: Repository,
+    /// Concurrency bounds.
+    limits: LimitsConfig,
+    /// Deadlines for waiting on Milvus.
+    timeouts: TimeoutsConfig,
+}
+
+/// The target side of a running restore: what every step of it works with.
+pub(crate) struct Side<'a> {
+    job: &'a RestoreJob,
+    ctx: &'a JobCtx,
+    client: &'a MilvusClient,
+    staging: Staging,
+}
+
+/// One collection being restored: its index in the job, target and backup.
+#[derive(Clone, Copy)]
+pub(crate) struct Task<'a> {
+    idx: usize,
+    target: &'a Target,
+    src: &'a CollectionBackup,
+}
+
+impl RestoreJob {
+    /// Checks a request and prepares the job: names, manifest, plan, locks.
+    pub(crate) async fn prepare(app: &App, mut req: RestoreBackupRequest) -> Result<Submission> {
+        validate_backup_name(&req.backup)?;
+        let cluster = app.cluster(&req.cluster)?.clone();
+        let repository = app.repository(&req.repository)?.clone();
+        req.cluster = cluster.name.clone();
+        req.repository = repository.name().to_owned();
+        let manifest = repository.load_complete(&req.backup).await?;
+        if req.restore_rbac && manifest.rbac.is_none() {
+            return Err(Error::invalid(
+                "restore_rbac",
+                format!(
+                    "backup {:?} holds no users, roles or grants (it was made without include_rbac)",
+                    req.backup
+                ),
+            ));
+        }
+        let targets = plan_targets(&manifest, &req)?;
+        let mut locks = vec![Lock::backup_reader(repository.name(), &req.backup)];
+        locks.extend(
+            targets
+                .iter()
+                .map(|t| Lock::restore_target(&cluster.name, &t.database, &t.collection)),
+        );
+        let job = Arc::new(RestoreJob {
+            request: req.clone(),
+            manifest,
+            targets,
+            cluster: cluster.clone(),
+            repository: repository.clone(),
+            limits: app.config.limits.clone(),
+            timeouts: app.config.timeouts.clone(),
+        });
+        Ok(Submission {
+            kind: JobKind::Restore,
+            backup: req.backup.clone(),
+            cluster: cluster.name.clone(),
+            repository: repository.name().to_owned(),
+            request: job::Request::RestoreBackup(req),
+            locks,
+            run: Box::new(move |ctx| Box::pin(job.run(ctx))),
+        })
+    }
+
+    /// Runs the job to the end.
+    async fn run(self: Arc<Self>, ctx: JobCtx) -> Result<()> {
+        ctx.phase(JobPhase::Connecting, &self.cluster.name).await;
+        let client =
+            MilvusClient::connect(&self.cluster.name, &self.cluster.config, &self.timeouts).await?;
+        ctx.phase(JobPhase::Validating, "").await;
+        let existing = self.validate(&client).await?;
+        let plan: Vec<CollectionPlan> = self
+            .targets
+            .iter()
+            .map(|t| {
+                let src = &self.manifest.collections[t.source];
+                CollectionPlan {
+                    database: t.database.clone(),
+                    collection: t.collection.clone(),
+                    bytes: staged_bytes(src),
+                    files: staged_files(src),
+                }
+            })
+            .collect();
+        ctx.plan_collections(&plan);
+
+        // A restore of everything recreates every database, also those that held no
+        // collection; a filtered restore creates only the databases it writes into.
+        if self.request.collections.is_empty() && client.features().supports_databases() {
+            let have: BTreeSet<String> = client.list_databases().await?.into_iter().collect();
+            for db in &self.manifest.databases {
+                let target = self.target_database(&db.name);
+                if !have.contains(&target) {
+                    client.create_database(&target).await?;
+                }
+            }
+        }
+
+        let side = Side {
+            job: &self,
+            ctx: &ctx,
+            client: &client,
+            staging: Staging::for_job(&self.cluster, &ctx.id()),
+        };
+        let mut created: Vec<(String, String)> = Vec::new();
+        let result = side.restore_all(&existing, &mut created).await;
+
+        if let Err(e) = self.cluster.store.delete_prefix(side.staging.root()).await {
+            ctx.warn(format!(
+                "could not remove staged files under {}: {e}",
+                side.staging.root()
+            ))
+            .await;
+        }
+        if let Err(e) = &result {
+            for (db, coll) in created.iter().rev() {
+                tracing::warn!(db, coll, error = %e, "dropping a collection this failed restore created");
+                if let Err(drop_err) = client.drop_collection(db, coll).await {
+                    ctx.warn(format!(
+                        "could not drop partially restored {db}.{coll}: {drop_err}"
+                    ))
+                    .await;
+                }
+            }
+        }
+        result
+    }
+
+    /// The target database of a backed-up database (`database_map`, else the same).
+    fn target_database(&self, db: &str) -> String {
+        self.request
+            .database_map
+            .get(db)
+            .cloned()
+            .unwrap_or_else(|| db.to_owned())
+    }
+
+    /// Checks every target before anything is written; returns the indexes of targets
+    /// that exist and will be replaced.
+    async fn validate(&self, client: &MilvusClient) -> Result<BTreeSet<usize>> {
+        let features = client.features();
+        let databases: BTreeSet<String> = client.list_databases().await?.into_iter().collect();
+        let mut existing = BTreeSet::new();
+        for (n, t) in self.targets.iter().enumerate() {
+            let src = &self.manifest.collections[t.source];
+            if t.database != DEFAULT_DB && !features.supports_databases() {
+                return Err(Error::unsupported(
+                    format!(
+                        "target Milvus {} has no databases; cannot restore into database {:?} (map it to default with --db-map)",
+                        client.version_text(),
+                        t.database
+                    ),
+                    &t.database,
+                    &t.collection,
+                    &self.cluster.name,
+                ));
+            }
+            if databases.contains(&t.database)
+                && client.has_collection(&t.database, &t.collection).await?
+            {
+                if !self.request.drop_existing {
+                    return Err(Error::CollectionExists {
+                        cluster: self.cluster.name.clone(),
+                        database: t.database.clone(),
+                        collection: t.collection.clone(),
+                    });
+                }
+                existing.insert(n);
+            }
+            if features.supports_list_aliases() && databases.contains(&t.database) {
+                for alias in &src.aliases {
+                    match client.describe_alias(&t.database, alias).await? {
+                        Some(owner) if owner != t.collection => {
+                            return Err(Error::AliasExists {
+                                cluster: self.cluster.name.clone(),
+                                database: t.database.clone(),
+                                alias: alias.clone(),
+                                owner: Some(owner),
+                            });
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(existing)
+    }
+}
+
+impl Side<'_> {
+    /// Restores every target, then RBAC when asked; `created` collects the
+    /// collections made, for the cleanup of a failed job.
+    async fn restore_all(
+        &self,
+        existing: &BTreeSet<usize>,
+        created: &mut Vec<(String, String)>,
+    ) -> Result<()> {
+        for (idx, target) in self.job.targets.iter().enumerate() {
+            self.ctx.check_cancelled()?;
+            let task = Task {
+                idx,
+                target,
+                src: &self.job.manifest.collections[target.source],
+            };
+            let report = self
+                .restore_collection(task, existing.contains(&idx), created)
+                .await?;
+            self.ctx.report_collection(report).await;
+            self.ctx.collection_done(idx);
+        }
+        if let Some(rbac) = self
+            .job
+            .manifest
+            .rbac
+            .as_ref()
+            .filter(|_| self.job.request.restore_rbac)
+        {
+            self.ctx.phase(JobPhase::RestoringRbac, "").await;
+            let report =
+                crate::rbac::import(self.client, rbac, |db| self.job.target_database(db)).await?;
+            if !report.users_needing_password_reset.is_empty() {
+                self.ctx
+                    .warn(format!(
+                        "users created with a random password that an administrator must reset: {}",
+                        report.users_needing_password_reset.join(", ")
+                    ))
+                    .await;
+            }
+            self.ctx.report_rbac(report).await;
+        }
+        Ok(())
+    }
+}
+
+/// Bytes a restore stages: insert and delta logs (stats logs are rebuilt by Milvus).
+fn staged_bytes(c: &CollectionBackup) -> u64 {
+    c.segments
+        .iter()
+        .flat_map(|s| s.insert_logs.iter().chain(&s.delta_logs))
+        .map(|f| f.size_bytes)
+        .sum()
+}
+
+/// Files a restore stages.
+fn staged_files(c: &CollectionBackup) -> u64 {
+    c.segments
+        .iter()
+        .map(|s| (s.insert_logs.len() + s.delta_logs.len()) as u64)
+        .sum()
+}

@@ -301,8 +301,17 @@ pub async fn compare(
             .map(|(k, _)| k)
             .take(5)
             .collect();
+        let first = changed
+            .first()
+            .map(|k| {
+                format!(
+                    "; first changed row: source {:?}, restored {:?}",
+                    a[*k], b[*k]
+                )
+            })
+            .unwrap_or_default();
         anyhow::bail!(
-            "rows differ for {dst_name}: source {} rows, restored {}; missing {missing:?}, extra {extra:?}, changed {changed:?}",
+            "rows differ for {dst_name}: source {} rows, restored {}; missing {missing:?}, extra {extra:?}, changed {changed:?}{first}",
             a.len(),
             b.len()
         );

@@ -4,7 +4,6 @@
 
 use std::path::PathBuf;
 use std::process::Output;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use milvault_sdk::{Client, pb};
@@ -110,6 +109,58 @@ import_concurrency = 4
     }
 }
 
+/// A cluster of a [`Minimal`] configuration: its address and a local-folder storage.
+#[derive(Clone, Debug)]
+pub struct MinimalCluster {
+    /// Configured name.
+    pub name: String,
+    /// gRPC address.
+    pub address: String,
+    /// Management HTTP address, if any.
+    pub management: Option<String>,
+    /// The folder that is its storage root.
+    pub root: PathBuf,
+    /// More TOML lines for the cluster's table (e.g. `connect_timeout_secs = 2`).
+    pub extra: String,
+}
+
+/// The smallest useful server configuration: a fresh state directory, one local
+/// repository `local`, and the given clusters. The one place tests build a config
+/// by hand.
+#[derive(Clone, Debug, Default)]
+pub struct Minimal {
+    /// Clusters.
+    pub clusters: Vec<MinimalCluster>,
+    /// More TOML lines for `[server]` (e.g. `auth_token = "..."`).
+    pub server_extra: String,
+}
+
+impl Minimal {
+    /// The TOML text, with the state and repository folders given.
+    fn toml(&self, state: &std::path::Path, repo: &std::path::Path) -> String {
+        let mut out = format!(
+            "[server]\nstate_dir = \"{}\"\n{}\n[repositories.local]\nstorage = {{ scheme = \"fs\", root = \"{}\" }}\n",
+            state.display(),
+            self.server_extra,
+            repo.display()
+        );
+        for c in &self.clusters {
+            out.push_str(&format!(
+                "[clusters.{}]\naddress = \"{}\"\n{}storage = {{ scheme = \"fs\", root = \"{}\" }}\n{}\n",
+                c.name,
+                c.address,
+                c.management
+                    .as_ref()
+                    .map(|m| format!("management = \"{m}\"\n"))
+                    .unwrap_or_default(),
+                c.root.display(),
+                c.extra
+            ));
+        }
+        out
+    }
+}
+
 /// A milvault-server running inside the test process.
 pub struct TestServer {
     /// `http://127.0.0.1:PORT`.
@@ -129,6 +180,17 @@ impl TestServer {
         let repo = tempfile::tempdir()?;
         let toml = env.config_toml(state.path(), repo.path(), "milvault-repo");
         Self::start_with(&toml, vec![state, repo]).await
+    }
+
+    /// Starts a server with a [`Minimal`] configuration; `dirs` (e.g. cluster storage
+    /// folders) live as long as the server.
+    pub async fn start_minimal(config: &Minimal, mut dirs: Vec<tempfile::TempDir>) -> Result<Self> {
+        let state = tempfile::tempdir()?;
+        let repo = tempfile::tempdir()?;
+        let toml = config.toml(state.path(), repo.path());
+        dirs.push(state);
+        dirs.push(repo);
+        Self::start_with(&toml, dirs).await
     }
 
     /// Starts a server from a TOML document; `dirs` live as long as the server.
@@ -164,12 +226,8 @@ impl TestServer {
 
     /// A connected SDK client.
     pub async fn client(&self) -> Result<Client> {
-        for _ in 0..50 {
-            if let Ok(c) = Client::connect(&self.endpoint).await {
-                return Ok(c);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        // The listener is bound before the server task starts, so the connection is
+        // accepted by the kernel at once and served as soon as the task runs.
         Ok(Client::connect(&self.endpoint).await?)
     }
 

@@ -1005,12 +1005,17 @@ impl DataClient {
         } else {
             format!("{} >= -9223372036854775807", pk.name)
         };
-        let outputs: Vec<String> = schema
+        let mut outputs: Vec<String> = schema
             .fields
             .iter()
             .filter(|f| !f.is_dynamic)
             .map(|f| f.name.clone())
             .collect();
+        // The dynamic field's values are compared too: `$meta` holds each row's extra
+        // keys (as JSON), whether or not the schema lists the field.
+        if schema.enable_dynamic_field {
+            outputs.push("$meta".into());
+        }
         let mut rows = BTreeMap::new();
         // Partition-key collections refuse queries naming partitions: read them whole.
         let parts = if schema.fields.iter().any(|f| f.is_partition_key) {

@@ -4,8 +4,11 @@
 
 use milvault_sdk::{SdkError, pb};
 use milvault_tests::complete::manifest_files;
+use milvault_tests::fake_milvus::FakeMilvus;
 use milvault_tests::fixtures::{Fixture, seed};
-use milvault_tests::harness::{TestEnv, TestServer, assert_succeeded, run_job, unique};
+use milvault_tests::harness::{
+    Minimal, MinimalCluster, TestEnv, TestServer, assert_succeeded, run_job, unique,
+};
 use milvault_tests::milvus_data::{DataClient, Field, dt};
 use tonic::Code;
 
@@ -33,10 +36,25 @@ fn small(name: &str) -> Fixture {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_requests_get_precise_statuses() -> anyhow::Result<()> {
-    let env = TestEnv::from_env()?;
-    let server = TestServer::start(&env).await?;
+/// Names and requests are checked at the edge, before any Milvus is asked: a fake
+/// Milvus is enough (and records that nothing reached it).
+#[tokio::test]
+async fn bad_names_get_precise_statuses_before_milvus_is_asked() -> anyhow::Result<()> {
+    let fake = FakeMilvus::new("v2.3.5");
+    let addr = fake.serve().await?;
+    let data = tempfile::tempdir()?;
+    let cluster = |name: &str| MinimalCluster {
+        name: name.into(),
+        address: addr.clone(),
+        management: None,
+        root: data.path().to_path_buf(),
+        extra: String::new(),
+    };
+    let config = Minimal {
+        clusters: vec![cluster("a"), cluster("b")],
+        ..Default::default()
+    };
+    let server = TestServer::start_minimal(&config, vec![]).await?;
     let c = server.client().await?;
     let req = |name: &str, cluster: &str, repo: &str, filter: &[&str]| pb::CreateBackupRequest {
         name: name.into(),
@@ -66,12 +84,19 @@ async fn bad_requests_get_precise_statuses() -> anyhow::Result<()> {
 
     match c
         .get_backup(pb::GetBackupRequest {
-            name: ("missing_backup").to_string(),
+            name: "missing_backup".into(),
             repository: "local".into(),
         })
         .await
     {
-        Err(SdkError::Status(s)) => assert_eq!(s.code(), Code::NotFound),
+        Err(e) => {
+            assert_eq!(e.code(), Some(Code::NotFound));
+            assert_eq!(e.reason().as_deref(), Some("BACKUP_NOT_FOUND"));
+            assert_eq!(
+                e.metadata().get("backup").map(String::as_str),
+                Some("missing_backup")
+            );
+        }
         other => panic!("{other:?}"),
     }
     let (code_, _) = code(
@@ -86,7 +111,7 @@ async fn bad_requests_get_precise_statuses() -> anyhow::Result<()> {
     assert_eq!(code_, Code::NotFound);
     let (code_, _) = code(
         c.delete_backup(pb::DeleteBackupRequest {
-            name: ("missing_backup").to_string(),
+            name: "missing_backup".into(),
             repository: "local".into(),
         })
         .await,
@@ -94,13 +119,35 @@ async fn bad_requests_get_precise_statuses() -> anyhow::Result<()> {
     assert_eq!(code_, Code::NotFound);
     match c
         .get_job(pb::GetJobRequest {
-            id: ("no-such-job").to_string(),
+            id: "no-such-job".into(),
         })
         .await
     {
-        Err(SdkError::Status(s)) => assert_eq!(s.code(), Code::NotFound),
+        Err(e) => assert_eq!(e.reason().as_deref(), Some("JOB_NOT_FOUND")),
         other => panic!("{other:?}"),
     }
+    let calls = fake.recorded().calls;
+    assert!(
+        calls.is_empty(),
+        "a refused request reached Milvus: {calls:?}"
+    );
+    server.stop().await;
+    Ok(())
+}
+
+/// What needs a real Milvus: duplicates, existing targets, damaged files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_precise_statuses() -> anyhow::Result<()> {
+    let env = TestEnv::from_env()?;
+    let server = TestServer::start(&env).await?;
+    let c = server.client().await?;
+    let req = |name: &str, cluster: &str, repo: &str, filter: &[&str]| pb::CreateBackupRequest {
+        name: name.into(),
+        cluster: cluster.into(),
+        repository: repo.into(),
+        collections: filter.iter().map(|s| s.to_string()).collect(),
+        include_rbac: false,
+    };
 
     // A real backup, then the same name again.
     let a = DataClient::connect(&env.a_addr).await?;
@@ -235,24 +282,17 @@ async fn bad_requests_get_precise_statuses() -> anyhow::Result<()> {
 #[tokio::test]
 async fn unreachable_milvus_fails_the_job_with_unavailable() -> anyhow::Result<()> {
     let env = TestEnv::from_env()?;
-    let state = tempfile::tempdir()?;
-    let repo = tempfile::tempdir()?;
-    let toml = format!(
-        r#"
-[server]
-state_dir = "{}"
-[clusters.down]
-address = "http://127.0.0.1:1"
-connect_timeout_secs = 2
-storage = {{ scheme = "fs", root = "{}" }}
-[repositories.local]
-storage = {{ scheme = "fs", root = "{}" }}
-"#,
-        state.path().display(),
-        env.a_data,
-        repo.path().display()
-    );
-    let server = TestServer::start_with(&toml, vec![state, repo]).await?;
+    let config = Minimal {
+        clusters: vec![MinimalCluster {
+            name: "down".into(),
+            address: "http://127.0.0.1:1".into(),
+            management: None,
+            root: env.a_data.clone().into(),
+            extra: "connect_timeout_secs = 2".into(),
+        }],
+        ..Default::default()
+    };
+    let server = TestServer::start_minimal(&config, vec![]).await?;
     let c = server.client().await?;
     // One cluster and one repository: both names may be omitted.
     let job = c

@@ -2,18 +2,15 @@
 //! <token>`; health and reflection stay open for probes and discovery.
 
 use milvault_sdk::{Client, SdkError};
-use milvault_tests::harness::{TestServer, cli};
+use milvault_tests::harness::{Minimal, TestServer, cli};
 
 #[tokio::test]
 async fn the_api_needs_the_token_and_health_does_not() -> anyhow::Result<()> {
-    let state = tempfile::tempdir()?;
-    let repo = tempfile::tempdir()?;
-    let toml = format!(
-        "[server]\nstate_dir = \"{}\"\nauth_token = \"s3cret-token\"\n[repositories.local]\nstorage = {{ scheme = \"fs\", root = \"{}\" }}\n",
-        state.path().display(),
-        repo.path().display()
-    );
-    let server = TestServer::start_with(&toml, vec![state, repo]).await?;
+    let config = Minimal {
+        server_extra: "auth_token = \"s3cret-token\"".into(),
+        ..Default::default()
+    };
+    let server = TestServer::start_minimal(&config, vec![]).await?;
     let _ = server.client().await?;
 
     let anonymous = Client::connect(&server.endpoint).await?;

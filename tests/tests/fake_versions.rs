@@ -4,7 +4,7 @@
 
 use milvault_sdk::pb;
 use milvault_tests::fake_milvus::FakeMilvus;
-use milvault_tests::harness::{TestServer, assert_succeeded, run_job};
+use milvault_tests::harness::{Minimal, MinimalCluster, TestServer, assert_succeeded, run_job};
 
 struct Setup {
     fake: FakeMilvus,
@@ -28,25 +28,18 @@ async fn setup(version: &str, partition_key: bool) -> anyhow::Result<Setup> {
     let delta = data.path().join(format!("delta_log/{cid}/2/3"));
     std::fs::create_dir_all(&delta)?;
     std::fs::write(delta.join("8"), "deletes")?;
-    let state = tempfile::tempdir()?;
-    let repo = tempfile::tempdir()?;
-    let toml = format!(
-        r#"
-[server]
-state_dir = "{}"
-[clusters.fake]
-address = "{addr}"
-management = "{mgmt}"
-storage = {{ scheme = "fs", root = "{}" }}
-[repositories.local]
-storage = {{ scheme = "fs", root = "{}" }}
-"#,
-        state.path().display(),
-        data.path().display(),
-        repo.path().display()
-    );
     let data_path = data.path().to_path_buf();
-    let server = TestServer::start_with(&toml, vec![state, repo, data]).await?;
+    let config = Minimal {
+        clusters: vec![MinimalCluster {
+            name: "fake".into(),
+            address: addr,
+            management: Some(mgmt),
+            root: data_path.clone(),
+            extra: String::new(),
+        }],
+        ..Default::default()
+    };
+    let server = TestServer::start_minimal(&config, vec![data]).await?;
     Ok(Setup {
         fake,
         server,

@@ -289,8 +289,8 @@ impl MilvusClient {
             grpc: tonic::Code::Ok,
             code: s.code,
             error_code: s.error_code,
+            retriable: super::status::is_retryable(s.code, s.error_code, s.retriable, &s.reason),
             reason: s.reason,
-            retriable: s.retriable,
         }))
     }
 }

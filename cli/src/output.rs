@@ -122,6 +122,9 @@ pub(crate) fn job(job: &pb::Job, format: Format) {
             for w in &c.warnings {
                 println!("           warning: {w}");
             }
+            for o in &c.outputs {
+                println!("           wrote {o}");
+            }
         }
     }
 }
@@ -197,10 +200,11 @@ pub(crate) fn backup(b: &pb::Backup, format: Format) {
     }
     let s = m.summary.unwrap_or_default();
     println!(
-        "contents   {} databases, {} collections, {} rows, {} in {} files",
+        "contents   {} databases, {} collections, {} live rows ({} inserted), {} in {} files",
         s.database_count,
         s.collection_count,
         s.row_count,
+        s.inserted_rows,
         bytes(s.size_bytes),
         s.file_count
     );
@@ -223,15 +227,22 @@ pub(crate) fn backup(b: &pb::Backup, format: Format) {
         println!("warning    {w}");
     }
     for c in &m.collections {
+        let rows = if c.rows_counted {
+            format!("{} live rows of {} inserted", c.live_rows, c.row_count)
+        } else {
+            format!("{} rows before deletes", c.row_count)
+        };
         println!(
-            "\n{}.{}  ({} rows, {}, {} segments{})",
+            "\n{}.{}  ({rows}, {}, {} segments{})",
             c.database,
             c.name,
-            c.row_count,
             bytes(c.size_bytes),
             c.segments.len(),
             if c.loaded { ", loaded" } else { "" }
         );
+        if let Some(check) = &c.row_check {
+            println!("  checked    {}", check.detail);
+        }
         if let Some(schema) = &c.schema {
             for f in &schema.fields {
                 let ty = pb::DataType::try_from(f.data_type)

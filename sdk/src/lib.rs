@@ -195,6 +195,11 @@ impl Client {
         job_of(self.raw().verify_backup(req).await?.into_inner().job)
     }
 
+    /// Starts writing a backup's live rows as Parquet files; returns its job.
+    pub async fn export_backup(&self, req: pb::ExportBackupRequest) -> Result<pb::Job, SdkError> {
+        job_of(self.raw().export_backup(req).await?.into_inner().job)
+    }
+
     /// One backup with its manifest.
     pub async fn get_backup(&self, req: pb::GetBackupRequest) -> Result<pb::Backup, SdkError> {
         self.raw()

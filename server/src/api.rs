@@ -9,11 +9,11 @@ use futures::Stream;
 use milvault_proto::milvault::v1::backup_service_server::BackupService;
 use milvault_proto::milvault::v1::{
     CancelJobRequest, CancelJobResponse, ClusterInfo, CreateBackupRequest, CreateBackupResponse,
-    DeleteBackupRequest, DeleteBackupResponse, GetBackupRequest, GetBackupResponse, GetJobRequest,
-    GetJobResponse, GetServerInfoRequest, GetServerInfoResponse, Job, ListBackupsRequest,
-    ListBackupsResponse, ListJobsRequest, ListJobsResponse, RepositoryInfo, RestoreBackupRequest,
-    RestoreBackupResponse, StorageInfo, VerifyBackupRequest, VerifyBackupResponse, WatchJobRequest,
-    WatchJobResponse,
+    DeleteBackupRequest, DeleteBackupResponse, ExportBackupRequest, ExportBackupResponse,
+    GetBackupRequest, GetBackupResponse, GetJobRequest, GetJobResponse, GetServerInfoRequest,
+    GetServerInfoResponse, Job, ListBackupsRequest, ListBackupsResponse, ListJobsRequest,
+    ListJobsResponse, RepositoryInfo, RestoreBackupRequest, RestoreBackupResponse, StorageInfo,
+    VerifyBackupRequest, VerifyBackupResponse, WatchJobRequest, WatchJobResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -21,6 +21,7 @@ use crate::app::App;
 use crate::backup::BackupJob;
 use crate::delete::DeleteJob;
 use crate::error::{Error, Result};
+use crate::export::ExportJob;
 use crate::jobs::Submission;
 use crate::restore::RestoreJob;
 use crate::selection::validate_backup_name;
@@ -203,6 +204,16 @@ impl BackupService for Api {
             .start(VerifyJob::prepare(&self.app, req.into_inner()).await)
             .await?;
         Ok(Response::new(VerifyBackupResponse { job: Some(job) }))
+    }
+
+    async fn export_backup(
+        &self,
+        req: Request<ExportBackupRequest>,
+    ) -> std::result::Result<Response<ExportBackupResponse>, Status> {
+        let job = self
+            .start(ExportJob::prepare(&self.app, req.into_inner()).await)
+            .await?;
+        Ok(Response::new(ExportBackupResponse { job: Some(job) }))
     }
 
     async fn get_job(

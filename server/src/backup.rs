@@ -12,8 +12,8 @@ use std::sync::Arc;
 use futures::{StreamExt, TryStreamExt};
 use milvault_proto::milvault::v1::{
     BackupFile, BackupManifest, BackupSummary, CollectionBackup, CollectionReport,
-    CreateBackupRequest, DatabaseBackup, JobKind, JobPhase, RbacReport, SegmentBackup, SourceInfo,
-    job,
+    CreateBackupRequest, DataType, DatabaseBackup, JobKind, JobPhase, RbacReport, RowCheck,
+    RowCheckMethod, SegmentBackup, SourceInfo, job,
 };
 
 use crate::app::{App, Cluster};
@@ -22,8 +22,9 @@ use crate::error::{Error, Result};
 use crate::jobs::{CollectionPlan, JobCtx, Lock, Submission, now};
 use crate::milvus::management::GcPauseGuard;
 use crate::milvus::types::{SegmentInfo, SegmentLevel, SegmentState};
-use crate::milvus::{GcPause, MilvusClient};
+use crate::milvus::{GcPause, MilvusClient, PkField};
 use crate::repository::{FORMAT_VERSION, Repository, segment_files};
+use crate::rows::{Files, count};
 use crate::selection::{Filter, validate_backup_name};
 use crate::storage::Store;
 
@@ -110,15 +111,27 @@ impl BackupJob {
         ctx.check_cancelled()?;
 
         let mut backup_ts = 0u64;
+        let mut before = Vec::with_capacity(collections.len());
         for (idx, c) in collections.iter().enumerate() {
             ctx.check_cancelled()?;
             ctx.phase(JobPhase::Flushing, format!("{}.{}", c.database, c.name))
                 .await;
             ctx.collection_phase(idx, JobPhase::Flushing);
+            // What the source serves, from just before the flush: if it still serves
+            // that after the copy, the collection did not change meanwhile.
+            let early = if c.loaded {
+                Some(source_rows(&client, c, &ctx).await?)
+            } else {
+                None
+            };
             let ts = client
                 .flush_and_wait(&c.database, &c.name, ctx.cancel_token())
                 .await?;
             backup_ts = backup_ts.max(ts);
+            before.push(match early {
+                Some(n) => n,
+                None => source_rows(&client, c, &ctx).await?,
+            });
         }
 
         let rbac = if self.request.include_rbac {
@@ -161,6 +174,26 @@ impl BackupJob {
         }
         outcome?;
 
+        ctx.phase(JobPhase::Counting, "").await;
+        let files = Files {
+            store: self.repository.store(),
+            backup: &self.request.name,
+        };
+        for (idx, c) in collections.iter_mut().enumerate() {
+            ctx.check_cancelled()?;
+            ctx.collection_phase(idx, JobPhase::Counting);
+            let rows = count::count_collection(&files, c).await?;
+            count::record(c, &rows);
+            let after = source_rows(&client, c, &ctx).await?;
+            let check = check_source(c, before[idx], after)?;
+            if check.changed {
+                ctx.warn(format!("{}.{}: {}", c.database, c.name, check.detail))
+                    .await;
+            }
+            c.row_check = Some(check);
+            ctx.collection_done(idx);
+        }
+
         ctx.phase(JobPhase::Sealing, "").await;
         let summary = BackupSummary {
             size_bytes: collections.iter().map(|c| c.size_bytes).sum(),
@@ -169,7 +202,8 @@ impl BackupJob {
                 .flat_map(|c| &c.segments)
                 .map(|s| (s.insert_logs.len() + s.delta_logs.len() + s.stats_logs.len()) as u64)
                 .sum(),
-            row_count: collections.iter().map(|c| c.row_count).sum(),
+            row_count: collections.iter().map(|c| c.live_rows).sum(),
+            inserted_rows: collections.iter().map(|c| c.row_count).sum(),
             collection_count: collections.len() as u32,
             database_count: databases.len() as u32,
         };
@@ -199,7 +233,7 @@ impl BackupJob {
             ctx.report_collection(CollectionReport {
                 database: c.database.clone(),
                 collection: c.name.clone(),
-                rows: c.row_count,
+                rows: c.live_rows,
                 size_bytes: c.size_bytes,
                 ..Default::default()
             })
@@ -389,6 +423,85 @@ impl BackupJob {
     }
 }
 
+/// What the source serves for a collection, counted the strongest way its version
+/// offers without loading it.
+async fn source_rows(
+    client: &MilvusClient,
+    c: &CollectionBackup,
+    ctx: &JobCtx,
+) -> Result<(RowCheckMethod, i64)> {
+    if !c.loaded {
+        return Ok((
+            RowCheckMethod::FlushedRows,
+            client.flushed_rows(&c.database, &c.name).await?,
+        ));
+    }
+    if client.features().supports_count_star() {
+        return Ok((
+            RowCheckMethod::CountStar,
+            client.count_rows(&c.database, &c.name).await?,
+        ));
+    }
+    let pk = c
+        .schema
+        .as_ref()
+        .and_then(|s| s.fields.iter().find(|f| f.is_primary_key))
+        .ok_or_else(|| Error::Manifest {
+            name: String::new(),
+            message: format!("{}.{} has no primary key", c.database, c.name),
+        })?;
+    let field = PkField {
+        name: &pk.name,
+        is_varchar: pk.data_type() == DataType::Varchar,
+    };
+    Ok((
+        RowCheckMethod::PkPages,
+        client
+            .count_by_keys(&c.database, &c.name, &field, ctx.cancel_token())
+            .await?,
+    ))
+}
+
+/// Compares a collection's counted rows with what the source served before the flush
+/// and after the copy. Unchanged and different is a failed backup; changed is recorded.
+fn check_source(
+    c: &CollectionBackup,
+    (method, before): (RowCheckMethod, i64),
+    (_, after): (RowCheckMethod, i64),
+) -> Result<RowCheck> {
+    let (ours, what) = match method {
+        RowCheckMethod::FlushedRows => (
+            c.row_count,
+            "inserted rows (the collection is not loaded: Milvus's flushed row count)",
+        ),
+        RowCheckMethod::PkPages => (c.live_rows, "live rows (paging primary keys)"),
+        _ => (c.live_rows, "live rows (count(*))"),
+    };
+    let changed = before != after;
+    let detail = if changed {
+        format!(
+            "changed during the backup: the source served {before} {what} before the flush and {after} after the copy; the backup holds {ours}, the rows of the flush"
+        )
+    } else {
+        format!("the backup holds {ours} {what}, as the source serves")
+    };
+    if !changed && ours != before {
+        return Err(Error::RowsMismatch {
+            collection: format!("{}.{}", c.database, c.name),
+            message: format!(
+                "the backup holds {ours} {what} but the source serves {before}, and the collection did not change during the backup: rows or deletes did not reach storage"
+            ),
+        });
+    }
+    Ok(RowCheck {
+        method: method as i32,
+        source_rows_before: before,
+        source_rows_after: after,
+        changed,
+        detail,
+    })
+}
+
 /// Reads one collection's metadata (no segments yet).
 async fn describe_collection(
     client: &MilvusClient,
@@ -418,6 +531,9 @@ async fn describe_collection(
         row_count: 0,
         size_bytes: 0,
         milvus_schema: d.raw_schema,
+        live_rows: 0,
+        row_check: None,
+        rows_counted: false,
         created_timestamp: d.created_timestamp,
     })
 }

@@ -250,9 +250,6 @@ pub struct TimeoutsConfig {
     /// One import task.
     #[serde(default = "default_import_secs")]
     pub import_secs: u64,
-    /// Loading a collection.
-    #[serde(default = "default_load_secs")]
-    pub load_secs: u64,
     /// First pause between two status questions, in milliseconds (doubles up to
     /// `poll_max_ms`).
     #[serde(default = "default_poll_first_ms")]
@@ -269,7 +266,6 @@ impl Default for TimeoutsConfig {
             flush_secs: default_flush_secs(),
             settle_secs: default_settle_secs(),
             import_secs: default_import_secs(),
-            load_secs: default_load_secs(),
             poll_first_ms: default_poll_first_ms(),
             poll_max_ms: default_poll_max_ms(),
         }
@@ -287,9 +283,6 @@ fn default_settle_secs() -> u64 {
 }
 fn default_import_secs() -> u64 {
     3600
-}
-fn default_load_secs() -> u64 {
-    600
 }
 fn default_poll_first_ms() -> u64 {
     200
@@ -320,11 +313,6 @@ impl TimeoutsConfig {
     /// Waiting for an import task.
     pub(crate) fn import(&self) -> crate::poll::Schedule {
         self.schedule(self.import_secs)
-    }
-
-    /// Waiting for a load.
-    pub(crate) fn load(&self) -> crate::poll::Schedule {
-        self.schedule(self.load_secs)
     }
 
     /// These timeouts with a cluster's own overrides applied.

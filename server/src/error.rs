@@ -191,6 +191,10 @@ pub enum Error {
         segment: i64,
         message: String,
     },
+    /// Row counts that must agree do not (a backup against its source, a restore
+    /// against its manifest, a decoded segment against Milvus's count).
+    #[error("{collection}: {message}")]
+    RowsMismatch { collection: String, message: String },
     /// Milvus reported a failed import.
     #[error("import into {collection} (segment {segment}) failed: {message}")]
     ImportFailed {
@@ -241,6 +245,7 @@ pub enum Reason {
     ManifestInvalid,
     SegmentFilesInconsistent,
     ImportFailed,
+    RowCountMismatch,
     Timeout,
     Cancelled,
     ServerRestarted,
@@ -250,7 +255,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in the order `docs/errors.md` lists them.
-    pub const ALL: [Reason; 27] = [
+    pub const ALL: [Reason; 28] = [
         Reason::ClusterNotFound,
         Reason::RepositoryNotFound,
         Reason::NameRequired,
@@ -273,6 +278,7 @@ impl Reason {
         Reason::ManifestInvalid,
         Reason::SegmentFilesInconsistent,
         Reason::ImportFailed,
+        Reason::RowCountMismatch,
         Reason::Timeout,
         Reason::Cancelled,
         Reason::ServerRestarted,
@@ -305,6 +311,7 @@ impl Reason {
             Reason::ManifestInvalid => "MANIFEST_INVALID",
             Reason::SegmentFilesInconsistent => "SEGMENT_FILES_INCONSISTENT",
             Reason::ImportFailed => "IMPORT_FAILED",
+            Reason::RowCountMismatch => "ROW_COUNT_MISMATCH",
             Reason::Timeout => "TIMEOUT",
             Reason::Cancelled => "CANCELLED",
             Reason::ServerRestarted => "SERVER_RESTARTED",
@@ -334,7 +341,8 @@ impl Reason {
             Reason::FileMissing
             | Reason::FileCorrupt
             | Reason::ManifestInvalid
-            | Reason::SegmentFilesInconsistent => Code::DataLoss,
+            | Reason::SegmentFilesInconsistent
+            | Reason::RowCountMismatch => Code::DataLoss,
             Reason::Timeout => Code::DeadlineExceeded,
             Reason::Cancelled => Code::Cancelled,
             Reason::Unauthenticated => Code::Unauthenticated,
@@ -403,6 +411,9 @@ impl Reason {
             Reason::ImportFailed => {
                 "Milvus could not import the staged files; its reason is in the message."
             }
+            Reason::RowCountMismatch => {
+                "Rows that must agree do not (backup vs source, restore vs backup); the message names both numbers and nothing was reported complete."
+            }
             Reason::Timeout => {
                 "Milvus did not finish in time: raise the named timeout in [timeouts]."
             }
@@ -444,6 +455,7 @@ impl Error {
             Error::Manifest { .. } => Reason::ManifestInvalid,
             Error::SegmentFiles { .. } => Reason::SegmentFilesInconsistent,
             Error::ImportFailed { .. } => Reason::ImportFailed,
+            Error::RowsMismatch { .. } => Reason::RowCountMismatch,
             Error::Timeout { .. } => Reason::Timeout,
             Error::Cancelled => Reason::Cancelled,
             Error::Interrupted { .. } => Reason::ServerRestarted,
@@ -551,6 +563,7 @@ impl Error {
                 ("collection", collection.clone()),
                 ("segment", segment.to_string()),
             ],
+            Error::RowsMismatch { collection, .. } => vec![("collection", collection.clone())],
             Error::Timeout { what, secs } => {
                 vec![("operation", what.clone()), ("seconds", secs.to_string())]
             }

@@ -11,9 +11,11 @@
 //! - `poll` — the one way to wait for Milvus's background work.
 //! - `milvus` — the Milvus client (typed domain methods), version gates, GC pause.
 //! - `rbac` — users, roles and grants out of and into Milvus.
+//! - `rows` — what a backup holds, row by row (exact counts, deep verify, row insert,
+//!   Parquet export), read with `milvault-binlog`.
 //! - `jobs` — background jobs, their typed reporting context, locks and journal.
 //! - `backup`, `restore` (a folder: plan, collection, import, rows, staging), `delete`,
-//!   `verify` — the kinds of job; each prepares its submission from its request.
+//!   `verify`, `export` — the kinds of job; each prepares its submission from its request.
 //! - `api` — the tonic edge: thin handlers; `app` — shared state and name resolution;
 //!   `server` — wiring and `run`.
 //! - `telemetry` — logs and OpenTelemetry traces.
@@ -27,12 +29,14 @@ mod backup;
 pub mod config;
 mod delete;
 pub mod error;
+mod export;
 mod jobs;
 mod milvus;
 mod poll;
 mod rbac;
 mod repository;
 mod restore;
+mod rows;
 mod selection;
 mod server;
 mod storage;

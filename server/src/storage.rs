@@ -6,7 +6,13 @@
 //! operation and path, and streaming copy with SHA-256 computed as bytes pass (memory
 //! stays bounded by one chunk per copy in flight, whatever the file size).
 
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
 use futures::TryStreamExt;
+use futures::future::BoxFuture;
+use milvault_binlog::ByteSource;
 use opendal::{ErrorKind, Operator};
 use sha2::{Digest, Sha256};
 
@@ -240,6 +246,31 @@ impl Store {
         Ok(copied)
     }
 
+    /// The object `key` (of `len` bytes) as a ranged-read source for the segment-file
+    /// reader. Read errors carry the OpenDAL error inside the I/O error, so its kind
+    /// survives (see [`crate::rows`]).
+    pub(crate) fn byte_source(&self, key: &str, len: u64) -> Arc<dyn ByteSource> {
+        Arc::new(StoreFile {
+            op: self.op.clone(),
+            key: key.to_owned(),
+            len,
+        })
+    }
+
+    /// A writer for `key` that Parquet's async writer can drive.
+    pub(crate) async fn parquet_writer(
+        &self,
+        key: &str,
+    ) -> Result<tokio_util::compat::Compat<opendal::FuturesAsyncWriter>> {
+        use tokio_util::compat::FuturesAsyncWriteCompatExt;
+        let w = self
+            .op
+            .writer(key)
+            .await
+            .map_err(|e| self.err("write", key, e))?;
+        Ok(w.into_futures_async_write().compat_write())
+    }
+
     /// Reads an object through and returns its size and SHA-256, keeping no bytes.
     pub(crate) async fn hash(&self, key: &str) -> Result<Copied> {
         let reader = self
@@ -264,6 +295,34 @@ impl Store {
         Ok(Copied {
             size,
             sha256: hex::encode(hasher.finalize()),
+        })
+    }
+}
+
+/// One object read by byte ranges.
+struct StoreFile {
+    op: Operator,
+    key: String,
+    len: u64,
+}
+
+impl ByteSource for StoreFile {
+    fn name(&self) -> &str {
+        &self.key
+    }
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read(&self, range: Range<u64>) -> BoxFuture<'_, std::io::Result<Bytes>> {
+        Box::pin(async move {
+            self.op
+                .read_with(&self.key)
+                .range(range)
+                .await
+                .map(|b| b.to_bytes())
+                .map_err(std::io::Error::other)
         })
     }
 }

@@ -190,6 +190,7 @@ async fn bad_requests_get_precise_statuses() -> anyhow::Result<()> {
         .verify_backup(pb::VerifyBackupRequest {
             name: name.clone(),
             repository: "local".into(),
+            deep: false,
         })
         .await?;
     let done = run_job(&c, job).await?;
@@ -244,6 +245,7 @@ async fn bad_requests_get_precise_statuses() -> anyhow::Result<()> {
         .verify_backup(pb::VerifyBackupRequest {
             name: name.clone(),
             repository: "local".into(),
+            deep: false,
         })
         .await?;
     let done = run_job(&c, job).await?;

@@ -9,9 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::client::MilvusClient;
 use super::status;
-use super::types::{
-    ImportProgress, ImportSpec, PkValue, RowPage, SegmentInfo, SegmentLevel, SegmentState,
-};
+use super::types::{ImportProgress, ImportSpec, PkValue, SegmentInfo, SegmentLevel, SegmentState};
 use crate::error::{Error, Result};
 
 impl SegmentState {
@@ -212,9 +210,9 @@ impl MilvusClient {
         .await
     }
 
-    /// Reads up to `limit` rows with a primary key above `after` (all fields named
-    /// in `fields`), in primary-key order, from a loaded collection.
-    pub(crate) async fn query_page(
+    /// The primary keys of up to `limit` rows with a key above `after`, from a
+    /// loaded collection.
+    async fn query_page(
         &self,
         db: &str,
         coll: &str,
@@ -222,7 +220,7 @@ impl MilvusClient {
         after: Option<&PkValue>,
         fields: &[String],
         limit: usize,
-    ) -> Result<RowPage> {
+    ) -> Result<Vec<PkValue>> {
         let expr = match after {
             None if pk.is_varchar => format!("{} != \"\"", pk.name),
             None => format!("{} >= {}", pk.name, i64::MIN + 1),
@@ -254,38 +252,70 @@ impl MilvusClient {
                     format!("query on {db}.{coll} returned no column {}", pk.name),
                 )
             })?;
-        let keys = pk_values(pk_col)?;
-        Ok(RowPage {
-            columns: cols,
-            keys,
+        pk_values(pk_col)
+    }
+
+    /// The row count Milvus keeps for a collection's flushed segments (rows before
+    /// deletes): what can be checked without loading it.
+    pub(crate) async fn flushed_rows(&self, db: &str, coll: &str) -> Result<i64> {
+        let req = pb::GetCollectionStatisticsRequest {
+            db_name: db.to_owned(),
+            collection_name: coll.to_owned(),
+            ..Default::default()
+        };
+        let r = self
+            .call("GetCollectionStatistics", db, req, |c, r| {
+                Box::pin(c.get_collection_statistics(r))
+            })
+            .await?;
+        let text = r
+            .stats
+            .iter()
+            .find(|kv| kv.key == "row_count")
+            .map(|kv| kv.value.clone())
+            .unwrap_or_default();
+        text.parse().map_err(|_| {
+            Error::internal(
+                "GetCollectionStatistics answered without a row count",
+                format!("{db}.{coll}: {text:?}"),
+            )
         })
     }
 
-    /// Inserts a page read by [`Self::query_page`] (full columns; an auto-id key is
-    /// left out so Milvus assigns it); returns how many rows Milvus took.
-    pub(crate) async fn insert_page(
+    /// Live rows of a loaded collection by paging through its primary keys (Milvus
+    /// 2.2 has no `count(*)`).
+    pub(crate) async fn count_by_keys(
         &self,
         db: &str,
         coll: &str,
-        page: RowPage,
-        drop_field: Option<&str>,
+        pk: &PkField<'_>,
+        cancel: &CancellationToken,
     ) -> Result<i64> {
-        let n = page.keys.len();
-        let mut columns = page.columns;
-        if let Some(f) = drop_field {
-            columns.retain(|c| c.field_name != f);
+        const PAGE: usize = 16_000;
+        let mut last: Option<PkValue> = None;
+        let mut n = 0i64;
+        loop {
+            if cancel.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
+            let keys = self
+                .query_page(db, coll, pk, last.as_ref(), &[pk.name.to_owned()], PAGE)
+                .await?;
+            let Some(max) = keys.iter().max().cloned() else {
+                return Ok(n);
+            };
+            if last.as_ref().is_some_and(|l| &max <= l) {
+                return Err(Error::internal(
+                    "paging through primary keys did not advance",
+                    format!("{db}.{coll}"),
+                ));
+            }
+            n += keys.len() as i64;
+            if keys.len() < PAGE {
+                return Ok(n);
+            }
+            last = Some(max);
         }
-        let req = pb::InsertRequest {
-            db_name: db.to_owned(),
-            collection_name: coll.to_owned(),
-            fields_data: columns,
-            num_rows: u32::try_from(n).unwrap_or(u32::MAX),
-            ..Default::default()
-        };
-        Ok(self
-            .call("Insert", db, req, |c, r| Box::pin(c.insert(r)))
-            .await?
-            .insert_cnt)
     }
 
     /// `count(*)` of a loaded collection (2.3+).

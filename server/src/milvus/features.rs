@@ -87,6 +87,11 @@ impl Features {
         self.at_least(2, 3, 0)
     }
 
+    /// `count(*)` in queries: 2.3.0+ (2.2 counts by paging through keys).
+    pub(crate) fn supports_count_star(&self) -> bool {
+        self.at_least(2, 3, 0)
+    }
+
     /// How GC can be paused during a backup.
     pub(crate) fn gc_pause(&self) -> GcPause {
         if self.at_least(2, 6, 8) {

@@ -152,7 +152,11 @@ impl MilvusClient {
         Ok(r.partition_names
             .into_iter()
             .zip(r.partition_i_ds)
-            .map(|(name, partition_id)| mv::PartitionBackup { name, partition_id })
+            .map(|(name, partition_id)| mv::PartitionBackup {
+                name,
+                partition_id,
+                live_rows: 0,
+            })
             .collect())
     }
 
@@ -317,20 +321,5 @@ impl MilvusClient {
         })
         .await
         .map(|_| ())
-    }
-
-    /// Loads a collection and waits until it is loaded.
-    pub(crate) async fn load_and_wait(
-        &self,
-        db: &str,
-        coll: &str,
-        cancel: &tokio_util::sync::CancellationToken,
-    ) -> Result<()> {
-        self.load(db, coll).await?;
-        let what = format!("loading {db}.{coll}");
-        crate::poll::until(&what, &self.timeouts.load(), cancel, || async {
-            Ok((self.load_state(db, coll).await? == LoadState::Loaded).then_some(()))
-        })
-        .await
     }
 }

@@ -4,6 +4,7 @@
 //! own types.
 
 mod client;
+pub(crate) mod columns;
 mod convert;
 mod data;
 pub(crate) mod features;

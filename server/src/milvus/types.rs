@@ -144,15 +144,6 @@ pub(crate) enum PkValue {
     Str(String),
 }
 
-/// One page of rows read by [`super::MilvusClient::query_page`], ready to be inserted
-/// elsewhere with [`super::MilvusClient::insert_page`].
-#[derive(Clone, Debug)]
-pub(crate) struct RowPage {
-    pub(super) columns: Vec<milvault_proto::milvus::schema::FieldData>,
-    /// The page's primary keys, in the order Milvus returned them.
-    pub(crate) keys: Vec<PkValue>,
-}
-
 /// A user with the roles it has.
 #[derive(Clone, Debug)]
 pub(crate) struct UserRoles {

@@ -21,6 +21,40 @@ fn field_ids(s: &CollectionSchema) -> Vec<(String, i64)> {
     v
 }
 
+/// A restore must hold exactly the backup's live rows, per partition and in all: a
+/// failed, partial or empty import, or deletes applied wrongly, fail it here.
+fn check_rows(task: Task<'_>, restored: &BTreeMap<i64, i64>) -> Result<()> {
+    let src = task.src;
+    if !src.rows_counted {
+        // A manifest written before milvault counted rows: nothing to compare with.
+        return Ok(());
+    }
+    let target = format!("{}.{}", task.target.database, task.target.collection);
+    let total: i64 = restored.values().sum();
+    if total != src.live_rows {
+        return Err(Error::RowsMismatch {
+            collection: target,
+            message: format!(
+                "the restore holds {total} rows, the backup holds {} live rows",
+                src.live_rows
+            ),
+        });
+    }
+    for p in &src.partitions {
+        let got = restored.get(&p.partition_id).copied().unwrap_or(0);
+        if got != p.live_rows {
+            return Err(Error::RowsMismatch {
+                collection: target,
+                message: format!(
+                    "partition {:?}: the restore holds {got} rows, the backup holds {} live rows",
+                    p.name, p.live_rows
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 impl Side<'_> {
     /// Restores one collection; `created` gets it once it exists.
     pub(super) async fn restore_collection(
@@ -102,27 +136,30 @@ impl Side<'_> {
         let row_insert = partition_key && !client.features().binlog_import_into_partition_key();
         if self.job.request.meta_only {
             report.method = RestoreMethod::MetaOnly as i32;
-        } else if row_insert {
-            ctx.collection_method(idx, RestoreMethod::RowInsert);
-            report.method = RestoreMethod::RowInsert as i32;
-            report.warnings.push(format!(
-                "Milvus {} cannot import binlogs into a partition-key collection: rows were imported into a temporary twin and inserted",
-                client.version_text()
-            ));
-            if schema.fields.iter().any(|f| f.is_primary_key && f.auto_id) {
-                report
-                    .warnings
-                    .push("auto-id primary keys were reassigned by the row insert".into());
-            }
-            let (rows, warnings) = self.restore_rows(task, schema).await;
-            report.warnings.extend(warnings);
-            report.rows = rows?;
         } else {
-            ctx.collection_method(idx, RestoreMethod::BinlogImport);
-            ctx.collection_phase(idx, JobPhase::Importing);
-            ctx.phase(JobPhase::Importing, format!("{db}.{name}")).await;
-            report.method = RestoreMethod::BinlogImport as i32;
-            report.rows = self.import_all(task, t, &partition_names).await?;
+            let restored = if row_insert {
+                ctx.collection_method(idx, RestoreMethod::RowInsert);
+                report.method = RestoreMethod::RowInsert as i32;
+                report.warnings.push(format!(
+                    "Milvus {} cannot import binlogs into a partition-key collection: the live rows were read from the backup and inserted",
+                    client.version_text()
+                ));
+                if schema.fields.iter().any(|f| f.is_primary_key && f.auto_id) {
+                    report
+                        .warnings
+                        .push("auto-id primary keys were reassigned by the row insert".into());
+                }
+                self.restore_rows(task, schema, &partition_names).await?
+            } else {
+                ctx.collection_method(idx, RestoreMethod::BinlogImport);
+                ctx.collection_phase(idx, JobPhase::Importing);
+                ctx.phase(JobPhase::Importing, format!("{db}.{name}")).await;
+                report.method = RestoreMethod::BinlogImport as i32;
+                self.import_all(task, t, &partition_names).await?
+            };
+            report.rows = restored.values().sum();
+            ctx.collection_phase(idx, JobPhase::Checking);
+            check_rows(task, &restored)?;
         }
 
         if !self.job.request.skip_indexes {

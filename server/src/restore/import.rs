@@ -13,39 +13,41 @@ use crate::milvus::types::{ImportProgress, ImportSpec};
 
 impl Side<'_> {
     /// Imports every segment of the task's collection into `into`, each into its
-    /// original partition (or `_default` when `partition_names` is empty); returns the
-    /// rows imported.
+    /// original partition; returns the rows Milvus says it imported, per partition id.
     pub(super) async fn import_all(
         &self,
         task: Task<'_>,
         into: &Target,
         partition_names: &BTreeMap<i64, String>,
-    ) -> Result<i64> {
+    ) -> Result<BTreeMap<i64, i64>> {
         // Collected first: a concrete Vec of futures keeps the job future `Send`
         // (a lazy `map` over borrowed segments trips rustc's lifetime inference).
         let mut imports = Vec::with_capacity(task.src.segments.len());
         for seg in &task.src.segments {
-            let partition = if partition_names.is_empty() {
-                "_default".to_owned()
-            } else {
-                partition_names
-                    .get(&seg.partition_id)
-                    .cloned()
-                    .ok_or_else(|| Error::Manifest {
-                        name: self.job.manifest.name.clone(),
-                        message: format!(
-                            "segment {} names unknown partition {}",
-                            seg.segment_id, seg.partition_id
-                        ),
-                    })?
-            };
-            imports.push(async move { self.import_segment(task, into, seg, partition).await });
+            let partition = partition_names
+                .get(&seg.partition_id)
+                .cloned()
+                .ok_or_else(|| Error::Manifest {
+                    name: self.job.manifest.name.clone(),
+                    message: format!(
+                        "segment {} names unknown partition {}",
+                        seg.segment_id, seg.partition_id
+                    ),
+                })?;
+            imports.push(async move {
+                let rows = self.import_segment(task, into, seg, partition).await?;
+                Ok::<_, Error>((seg.partition_id, rows))
+            });
         }
-        let rows: Vec<i64> = futures::stream::iter(imports)
+        let rows: Vec<(i64, i64)> = futures::stream::iter(imports)
             .buffer_unordered(self.job.limits.import_concurrency)
             .try_collect()
             .await?;
-        Ok(rows.iter().sum())
+        let mut by_partition = BTreeMap::new();
+        for (p, n) in rows {
+            *by_partition.entry(p).or_default() += n;
+        }
+        Ok(by_partition)
     }
 
     /// Stages one segment's files, imports them in backup mode, waits, cleans up.

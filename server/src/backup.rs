@@ -111,6 +111,13 @@ impl BackupJob {
         ctx.check_cancelled()?;
 
         let mut backup_ts = 0u64;
+        // Milvus 2.2 keeps deletes of flushed segments in memory: take a timestamp
+        // now and, after the flushes, wait until everything before it is in storage.
+        let flush_all_from = if client.features().flush_writes_deletes() {
+            None
+        } else {
+            Some(client.alloc_timestamp().await?)
+        };
         let mut before = Vec::with_capacity(collections.len());
         for (idx, c) in collections.iter().enumerate() {
             ctx.check_cancelled()?;
@@ -132,6 +139,19 @@ impl BackupJob {
                 Some(n) => n,
                 None => source_rows(&client, c, &ctx).await?,
             });
+        }
+
+        if let Some(ts) = flush_all_from {
+            ctx.phase(
+                JobPhase::Flushing,
+                format!(
+                    "waiting for Milvus {} to write buffered deletes (dataNode.segment.syncPeriod, 10 min by default)",
+                    client.version_text()
+                ),
+            )
+            .await;
+            client.wait_flush_all(ts, ctx.cancel_token()).await?;
+            backup_ts = backup_ts.max(ts);
         }
 
         let rbac = if self.request.include_rbac {

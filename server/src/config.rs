@@ -243,6 +243,10 @@ pub struct TimeoutsConfig {
     /// A flush: from `Flush` until `GetFlushState` says the segments are on storage.
     #[serde(default = "default_flush_secs")]
     pub flush_secs: u64,
+    /// Milvus 2.2 writing the deletes it buffers for flushed segments (its periodic
+    /// sync, `dataNode.segment.syncPeriod`, 600 s by default, plus its checkpoint lag).
+    #[serde(default = "default_flush_all_secs")]
+    pub flush_all_secs: u64,
     /// Sealed segments finishing their flush, and a segment listing that names a
     /// segment being compacted away.
     #[serde(default = "default_settle_secs")]
@@ -264,6 +268,7 @@ impl Default for TimeoutsConfig {
         Self {
             rpc_secs: default_rpc_secs(),
             flush_secs: default_flush_secs(),
+            flush_all_secs: default_flush_all_secs(),
             settle_secs: default_settle_secs(),
             import_secs: default_import_secs(),
             poll_first_ms: default_poll_first_ms(),
@@ -277,6 +282,9 @@ fn default_rpc_secs() -> u64 {
 }
 fn default_flush_secs() -> u64 {
     600
+}
+fn default_flush_all_secs() -> u64 {
+    1200
 }
 fn default_settle_secs() -> u64 {
     120
@@ -303,6 +311,11 @@ impl TimeoutsConfig {
     /// Waiting for a flush.
     pub(crate) fn flush(&self) -> crate::poll::Schedule {
         self.schedule(self.flush_secs)
+    }
+
+    /// Waiting for Milvus 2.2's buffered deletes.
+    pub(crate) fn flush_all(&self) -> crate::poll::Schedule {
+        self.schedule(self.flush_all_secs)
     }
 
     /// Waiting for segments to settle.

@@ -67,6 +67,8 @@ has_status!(
     pb::ListCredUsersResponse,
     pb::DescribeAliasResponse,
     pb::GetCollectionStatisticsResponse,
+    pb::GetFlushAllStateResponse,
+    pb::AllocTimestampResponse,
 );
 
 /// Whether a Milvus status means success.

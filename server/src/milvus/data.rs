@@ -90,6 +90,37 @@ impl MilvusClient {
         .await
     }
 
+    /// A fresh timestamp from Milvus's oracle (2.2.13+).
+    pub(crate) async fn alloc_timestamp(&self) -> Result<u64> {
+        let req = pb::AllocTimestampRequest::default();
+        Ok(self
+            .call("AllocTimestamp", "", req, |c, r| {
+                Box::pin(c.alloc_timestamp(r))
+            })
+            .await?
+            .timestamp)
+    }
+
+    /// Waits until every insert and delete before `ts`, in every collection, is in
+    /// storage (`GetFlushAllState`; on 2.2 the only proof that buffered deletes of
+    /// flushed segments were written).
+    pub(crate) async fn wait_flush_all(&self, ts: u64, cancel: &CancellationToken) -> Result<()> {
+        let what = "Milvus writing buffered deletes to storage (GetFlushAllState)";
+        crate::poll::until(what, &self.timeouts.flush_all(), cancel, || async {
+            let req = pb::GetFlushAllStateRequest {
+                flush_all_ts: ts,
+                ..Default::default()
+            };
+            let r = self
+                .call("GetFlushAllState", "", req, |c, r| {
+                    Box::pin(c.get_flush_all_state(r))
+                })
+                .await?;
+            Ok(r.flushed.then_some(()))
+        })
+        .await
+    }
+
     /// Segments that hold data on storage, as Milvus knows them now. A segment Milvus
     /// reports as not found (it is being compacted or dropped) makes the listing be
     /// taken again, until the listing deadline.

@@ -87,6 +87,15 @@ impl Features {
         self.at_least(2, 3, 0)
     }
 
+    /// Whether a collection's `Flush` (with `GetFlushState` on its flush timestamp)
+    /// brings every buffered delete to storage: 2.3+. Milvus 2.2 writes the deletes
+    /// of already-flushed segments only on its periodic sync
+    /// (`dataNode.segment.syncPeriod`, 10 min by default); a backup then waits for
+    /// `GetFlushAllState` at a timestamp taken before the flush.
+    pub(crate) fn flush_writes_deletes(&self) -> bool {
+        self.at_least(2, 3, 0)
+    }
+
     /// `count(*)` in queries: 2.3.0+ (2.2 counts by paging through keys).
     pub(crate) fn supports_count_star(&self) -> bool {
         self.at_least(2, 3, 0)

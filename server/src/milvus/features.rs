@@ -96,6 +96,13 @@ impl Features {
         self.at_least(2, 3, 0)
     }
 
+    /// Whether a binlog import compares a delete's timestamp with the row's (2.3+);
+    /// 2.2 drops every row of a key its delete log names, so an upserted key would
+    /// lose its newest row: the restore then rewrites the deletes (`rows::fold`).
+    pub(crate) fn import_compares_delete_timestamps(&self) -> bool {
+        self.at_least(2, 3, 0)
+    }
+
     /// `count(*)` in queries: 2.3.0+ (2.2 counts by paging through keys).
     pub(crate) fn supports_count_star(&self) -> bool {
         self.at_least(2, 3, 0)

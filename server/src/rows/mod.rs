@@ -17,6 +17,7 @@
 pub(crate) mod count;
 pub(crate) mod deep;
 pub(crate) mod export;
+pub(crate) mod fold;
 pub(crate) mod reader;
 
 use std::collections::BTreeMap;

@@ -28,11 +28,10 @@ impl Side<'_> {
         let mut deletes: BTreeMap<i64, DeleteSet> = BTreeMap::new();
         if !self.client.features().import_compares_delete_timestamps() {
             let files = self.files();
-            for seg in &task.src.segments {
-                if !deletes.contains_key(&seg.partition_id) {
-                    let set = files.deletes_of(task.src, seg.partition_id).await?;
-                    deletes.insert(seg.partition_id, set);
-                }
+            let partitions: std::collections::BTreeSet<i64> =
+                task.src.segments.iter().map(|s| s.partition_id).collect();
+            for p in partitions {
+                deletes.insert(p, files.deletes_of(task.src, p).await?);
             }
         }
         let deletes = &deletes;

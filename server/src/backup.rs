@@ -116,7 +116,15 @@ impl BackupJob {
         let flush_all_from = if client.features().flush_writes_deletes() {
             None
         } else {
-            Some(client.alloc_timestamp().await?)
+            let ts = client.flush_all_timestamp().await?;
+            if ts.is_none() {
+                ctx.warn(format!(
+                    "Milvus {} has no GetFlushAllState: nothing proves its buffered deletes reached storage; the row check against the source decides",
+                    client.version_text()
+                ))
+                .await;
+            }
+            ts
         };
         let mut before = Vec::with_capacity(collections.len());
         for (idx, c) in collections.iter().enumerate() {
@@ -333,30 +341,6 @@ impl BackupJob {
                     // were compacted into segments that are listed themselves.
                     continue;
                 }
-                // Formats this build cannot restore faithfully are refused here, loudly,
-                // rather than backed up into something that would lose deletes or rows.
-                if seg.level == SegmentLevel::L0 {
-                    return Err(Error::unsupported(
-                        format!(
-                            "{}.{} has L0 delete segments (Milvus 2.4+), which this build cannot back up yet; compact the collection first",
-                            c.database, c.name
-                        ),
-                        &c.database,
-                        &c.name,
-                        client.cluster(),
-                    ));
-                }
-                if seg.storage_version >= 2 {
-                    return Err(Error::unsupported(
-                        format!(
-                            "{}.{} has segments in storage format v{} (Milvus 2.6), which this build cannot back up yet",
-                            c.database, c.name, seg.storage_version
-                        ),
-                        &c.database,
-                        &c.name,
-                        client.cluster(),
-                    ));
-                }
                 let files = list_segment(&self.cluster.store, c, &seg).await?;
                 for f in segment_files(&files) {
                     planned.push(Planned {
@@ -529,6 +513,20 @@ async fn describe_collection(
     name: &str,
 ) -> Result<CollectionBackup> {
     let d = client.describe_collection(db, name).await?;
+    if let Some(raw) = crate::milvus::schema_rules::decode(&d.raw_schema) {
+        let unknown = crate::milvus::schema_rules::not_understood(&raw);
+        if !unknown.is_empty() {
+            return Err(Error::unsupported(
+                format!(
+                    "{db}.{name} has schema elements this milvault does not understand, so a backup could not restore them: {}",
+                    unknown.join("; ")
+                ),
+                db,
+                name,
+                client.cluster(),
+            ));
+        }
+    }
     let partitions = client.show_partitions(db, name).await?;
     let indexes = client.describe_indexes(db, name).await?;
     let mut aliases = client.list_aliases(db, name).await?;
@@ -610,17 +608,34 @@ async fn list_segment(
             }
         }
     }
-    if seg.num_rows > 0 {
+    // Milvus 2.4.0–2.4.6 list L0 (delete-only) segments without their level: they
+    // are the ones of partition -1, or with delete logs and no insert logs.
+    if seg.level == SegmentLevel::Legacy
+        && (seg.partition_id == crate::rows::ALL_PARTITIONS
+            || (out.insert_logs.is_empty() && !out.delta_logs.is_empty()))
+    {
+        out.level = SegmentLevel::L0.as_i32();
+    }
+    if seg.num_rows > 0 && out.level != SegmentLevel::L0.as_i32() {
         let mut counts: BTreeMap<i64, usize> = BTreeMap::new();
         for f in &out.insert_logs {
             *counts.entry(f.field_id).or_default() += 1;
         }
-        let schema = c
-            .schema
-            .as_ref()
-            .map(|s| s.fields.iter().map(|f| f.field_id).collect::<Vec<_>>())
-            .unwrap_or_default();
-        for id in [0, 1].into_iter().chain(schema) {
+        // Storage v2 (2.6) keeps column groups, not one directory per field.
+        let schema = if seg.storage_version >= crate::rows::STORAGE_V2 {
+            Vec::new()
+        } else {
+            c.schema
+                .as_ref()
+                .map(|s| s.fields.iter().map(|f| f.field_id).collect::<Vec<_>>())
+                .unwrap_or_default()
+        };
+        let required: Vec<i64> = if seg.storage_version >= crate::rows::STORAGE_V2 {
+            Vec::new()
+        } else {
+            vec![0, 1]
+        };
+        for id in required.into_iter().chain(schema) {
             if !counts.contains_key(&id) {
                 return Err(bad(format!(
                     "field {id} has no insert log on storage under insert_log/{base}"

@@ -7,8 +7,18 @@
 //! below are read from the environment, so unrelated `MILVAULT_*` variables (the CLI's
 //! `MILVAULT_ENDPOINT`, say) are ignored.
 //!
-//! Secrets (passwords, storage keys) are never shown: [`StorageConfig::redacted`] and
-//! [`ClusterConfig`]'s `Debug` leave them out.
+//! Values of secret keys (`password`, `token`, `auth_token`, storage options such as
+//! `secret_access_key`) are taken from the environment as written, never parsed as
+//! numbers or lists, so any password works in `MILVAULT_CLUSTERS__PROD__PASSWORD`.
+//!
+//! Secrets are never shown. Passwords and tokens are [`Secret`]s (`Debug` prints
+//! `<redacted>`); storage options whose name looks secret are left out by
+//! [`StorageConfig::redacted`]; credentials written inside a URL
+//! (`http://user:pass@host`) are taken out of it when the configuration is loaded:
+//! a cluster `address`'s become its `username`/`password`, a `management` or
+//! `otlp_endpoint` URL's are kept aside and sent as HTTP basic authentication, so the
+//! addresses the server shows, logs and writes into manifests carry none. A storage
+//! option that is a URL is shown with its credentials replaced ([`redact_url`]).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -62,12 +72,45 @@ pub struct ServerConfig {
     /// (health and reflection stay open for probes and discovery).
     #[serde(default)]
     pub auth_token: Option<Secret>,
+    /// Serve over TLS (API, health and reflection alike) when set.
+    #[serde(default)]
+    pub tls: Option<ServerTlsConfig>,
+}
+
+/// TLS for the service. The certificate, key and client CA are read again when
+/// their files change (checked every `reload_check_secs`) or on SIGHUP, without
+/// closing the listener; connections made before keep the certificate they began with.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTlsConfig {
+    /// PEM certificate chain, the server's own certificate first.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of that certificate.
+    pub key_file: PathBuf,
+    /// PEM CA certificates; when set, clients must present a certificate signed by
+    /// one of them (mutual TLS).
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+    /// How often to look for changed files, in seconds; 0 = only on SIGHUP.
+    #[serde(default = "default_reload_check_secs")]
+    pub reload_check_secs: u64,
+}
+
+fn default_reload_check_secs() -> u64 {
+    10
 }
 
 /// A secret string: never shown by `Debug`.
 #[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(transparent)]
 pub struct Secret(pub String);
+
+impl Secret {
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -82,6 +125,7 @@ impl Default for ServerConfig {
             state_dir: default_state_dir(),
             max_running_jobs: default_max_jobs(),
             auth_token: None,
+            tls: None,
         }
     }
 }
@@ -100,9 +144,12 @@ fn default_max_jobs() -> usize {
 #[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
-    /// gRPC address, e.g. `http://127.0.0.1:19530`.
+    /// gRPC address, e.g. `http://127.0.0.1:19530`; `https://` speaks TLS (see
+    /// `tls`). Credentials written into it (`http://user:pass@host:19530`) become
+    /// `username` and `password` when the configuration is loaded.
     pub address: String,
     /// Management HTTP address (GC pause), e.g. `http://127.0.0.1:9091`.
+    /// Credentials written into it are kept aside ([`ClusterConfig::management_url`]).
     #[serde(default)]
     pub management: Option<String>,
     /// User for Milvus authentication; sent whenever set (some 2.3 RPCs need it even
@@ -111,7 +158,15 @@ pub struct ClusterConfig {
     pub username: Option<String>,
     /// Password of `username`.
     #[serde(default)]
-    pub password: Option<String>,
+    pub password: Option<Secret>,
+    /// A Milvus token instead of `username`/`password`: an API key, or
+    /// `user:password`. Sent as Milvus expects either, `authorization: base64(token)`.
+    #[serde(default)]
+    pub token: Option<Secret>,
+    /// TLS to Milvus (the address must be `https://`); without it an `https://`
+    /// address is verified against the system's CA certificates.
+    #[serde(default)]
+    pub tls: Option<ClusterTlsConfig>,
     /// Where this cluster keeps its binlogs (Milvus's `localStorage.path`, or its
     /// bucket and `rootPath`).
     pub storage: StorageConfig,
@@ -126,6 +181,39 @@ pub struct ClusterConfig {
     /// Timeout for connecting to Milvus.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_secs: u64,
+    /// `user[:password]` taken out of `management` at load time (still URL-encoded).
+    #[serde(skip)]
+    management_userinfo: Option<Secret>,
+}
+
+/// TLS to one Milvus.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterTlsConfig {
+    /// PEM CA certificates that sign Milvus's certificate (instead of the system's).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Name to verify Milvus's certificate against, when it is not the address's host.
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// PEM client certificate, for a Milvus that requires one (`tlsMode: 2`).
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+}
+
+impl ClusterConfig {
+    /// The management address with the credentials it was configured with, for the
+    /// HTTP client only (HTTP basic authentication); never show it.
+    pub fn management_url(&self) -> Option<String> {
+        let base = self.management.as_deref()?;
+        Some(match &self.management_userinfo {
+            Some(u) => with_userinfo(base, u.expose()),
+            None => base.to_owned(),
+        })
+    }
 }
 
 fn default_staging_prefix() -> String {
@@ -141,8 +229,15 @@ impl std::fmt::Debug for ClusterConfig {
             .field("address", &self.address)
             .field("management", &self.management)
             .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password", &self.password)
+            .field("token", &self.token)
+            .field("tls", &self.tls)
             .field("storage", &self.storage)
+            .field("staging_prefix", &self.staging_prefix)
+            .field(
+                "management_credentials",
+                &self.management_userinfo.as_ref().map(|_| "<redacted>"),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -178,12 +273,13 @@ impl StorageConfig {
         }
     }
 
-    /// Options with every secret-looking key removed, for display.
+    /// Options for display: every secret-looking key removed, and credentials inside
+    /// URL values (`endpoint = "http://user:pass@host"`) replaced.
     pub fn redacted(&self) -> BTreeMap<String, String> {
         self.options
             .iter()
             .filter(|(k, _)| !is_secret_key(k))
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, v)| (k.clone(), redact_url(v)))
             .collect()
     }
 }
@@ -203,6 +299,86 @@ pub fn is_secret_key(key: &str) -> bool {
     ["secret", "password", "token", "key", "credential", "sas"]
         .iter()
         .any(|s| k.contains(s))
+}
+
+/// The parts of `scheme://[userinfo@]host…` a URL splits into: the text before the
+/// user info, the user info, and the rest; `None` when there is no user info.
+fn userinfo_parts(url: &str) -> Option<(&str, &str, &str)> {
+    let start = url.find("://")? + 3;
+    let after = &url[start..];
+    let end = after.find(['/', '?', '#']).unwrap_or(after.len());
+    let at = after[..end].rfind('@')?;
+    Some((&url[..start], &after[..at], &after[at + 1..]))
+}
+
+/// `url` without its user info, and that user info (still URL-encoded).
+fn take_userinfo(url: &str) -> (String, Option<String>) {
+    match userinfo_parts(url) {
+        Some((head, info, rest)) => (format!("{head}{rest}"), Some(info.to_owned())),
+        None => (url.to_owned(), None),
+    }
+}
+
+/// `url` with `userinfo` put in front of its host.
+fn with_userinfo(url: &str, userinfo: &str) -> String {
+    match url.find("://") {
+        Some(i) => format!("{}{userinfo}@{}", &url[..i + 3], &url[i + 3..]),
+        None => url.to_owned(),
+    }
+}
+
+/// A value fit to show: when it is a URL, its user info and the values of
+/// secret-looking query parameters (`?sig=…&token=…`) are replaced by `<redacted>`;
+/// anything else is returned as it is.
+pub fn redact_url(value: &str) -> String {
+    if !value.contains("://") {
+        return value.to_owned();
+    }
+    let mut out = match userinfo_parts(value) {
+        Some((head, _, rest)) => format!("{head}<redacted>@{rest}"),
+        None => value.to_owned(),
+    };
+    if let Some(q) = out.find('?') {
+        let (base, query) = out.split_at(q + 1);
+        let (query, fragment) = match query.find('#') {
+            Some(h) => query.split_at(h),
+            None => (query, ""),
+        };
+        let query = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if is_secret_key(k) || k.eq_ignore_ascii_case("sig") => {
+                    format!("{k}=<redacted>")
+                }
+                _ => pair.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("&");
+        out = format!("{base}{query}{fragment}");
+    }
+    out
+}
+
+/// Decodes `%XX` escapes (user info in a URL is written that way).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                let v = hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0);
+                out.push(v as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Bounds on concurrency.
@@ -339,15 +515,45 @@ impl TimeoutsConfig {
 }
 
 /// Logs and traces.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TelemetryConfig {
     /// `tracing` filter, e.g. `info,milvault_server=debug`.
     #[serde(default = "default_log_filter")]
     pub log_filter: String,
     /// OTLP gRPC endpoint for traces (e.g. `http://127.0.0.1:4317`); off when unset.
+    /// Credentials written into it (`https://user:token@collector:4317`) are taken
+    /// out and sent as HTTP basic authentication.
     #[serde(default)]
     pub otlp_endpoint: Option<String>,
+    /// `user[:password]` taken out of `otlp_endpoint` at load time (URL-encoded).
+    #[serde(skip)]
+    otlp_userinfo: Option<Secret>,
+}
+
+impl TelemetryConfig {
+    /// `(user, password)` for the OTLP collector, when its URL carried them.
+    pub fn otlp_basic_auth(&self) -> Option<(String, String)> {
+        let info = self.otlp_userinfo.as_ref()?.expose();
+        let (user, pass) = info.split_once(':').unwrap_or((info, ""));
+        Some((percent_decode(user), percent_decode(pass)))
+    }
+}
+
+impl std::fmt::Debug for TelemetryConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TelemetryConfig")
+            .field("log_filter", &self.log_filter)
+            .field(
+                "otlp_endpoint",
+                &self.otlp_endpoint.as_deref().map(redact_url),
+            )
+            .field(
+                "otlp_credentials",
+                &self.otlp_userinfo.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 impl Default for TelemetryConfig {
@@ -355,6 +561,7 @@ impl Default for TelemetryConfig {
         Self {
             log_filter: default_log_filter(),
             otlp_endpoint: None,
+            otlp_userinfo: None,
         }
     }
 }
@@ -383,6 +590,18 @@ const ENV_SECTIONS: [&str; 6] = [
     "timeouts",
 ];
 
+/// Whether a variable (after `MILVAULT_`, split at `__`, lowercased) belongs to a
+/// configuration section.
+fn is_config_key(key: &str) -> bool {
+    let section = key.split('.').next().unwrap_or_default();
+    key.contains('.') && ENV_SECTIONS.contains(&section)
+}
+
+/// Whether a dotted key names a secret, whose value is taken as written.
+fn is_secret_path(key: &str) -> bool {
+    is_secret_key(key.rsplit('.').next().unwrap_or_default())
+}
+
 impl Config {
     /// Reads the file (if any), then the environment, then the flags.
     pub fn load(file: Option<&Path>, flags: &FlagOverrides) -> Result<Self> {
@@ -396,12 +615,18 @@ impl Config {
             }
             fig = fig.merge(Toml::file(path));
         }
-        fig = fig.merge(Env::prefixed("MILVAULT_").split("__").filter(|k| {
-            // Keys keep the variable's case here (figment lowercases later).
+        let env = Env::prefixed("MILVAULT_").split("__");
+        // Keys keep the variable's case in the filter (figment lowercases later).
+        fig = fig.merge(env.clone().filter(|k| {
             let k = k.as_str().to_ascii_lowercase();
-            let section = k.split('.').next().unwrap_or_default();
-            k.contains('.') && ENV_SECTIONS.contains(&section)
+            is_config_key(&k) && !is_secret_path(&k)
         }));
+        // Secrets as written: figment would read `123456` as a number, `[x]` as a list.
+        for (key, value) in env.iter() {
+            if is_config_key(key.as_str()) && is_secret_path(key.as_str()) {
+                fig = fig.merge(Serialized::default(key.as_str(), value));
+            }
+        }
         let mut overrides = serde_json::Map::new();
         let mut server = serde_json::Map::new();
         if let Some(l) = flags.listen {
@@ -420,8 +645,7 @@ impl Config {
         let config: Config = fig
             .extract()
             .map_err(|e| Error::invalid("config", e.to_string()))?;
-        config.validate()?;
-        Ok(config)
+        config.finish()
     }
 
     /// Parses a TOML document (no environment, no flags); for tests and tools.
@@ -430,8 +654,50 @@ impl Config {
             .merge(Toml::string(text))
             .extract()
             .map_err(|e| Error::invalid("config", e.to_string()))?;
-        config.validate()?;
-        Ok(config)
+        config.finish()
+    }
+
+    /// Takes credentials out of URLs, then validates.
+    fn finish(mut self) -> Result<Self> {
+        self.take_url_credentials()?;
+        self.validate()?;
+        Ok(self)
+    }
+
+    /// Moves credentials written inside URLs out of them, so that no address the
+    /// server shows, logs or records carries one.
+    fn take_url_credentials(&mut self) -> Result<()> {
+        for (name, c) in &mut self.clusters {
+            let (address, info) = take_userinfo(&c.address);
+            if let Some(info) = info {
+                if c.username.is_some() || c.password.is_some() || c.token.is_some() {
+                    return Err(Error::invalid(
+                        "config",
+                        format!(
+                            "clusters.{name}.address carries credentials and username, password or token is set too: give them once"
+                        ),
+                    ));
+                }
+                let (user, pass) = match info.split_once(':') {
+                    Some((u, p)) => (u, Some(p)),
+                    None => (info.as_str(), None),
+                };
+                c.username = Some(percent_decode(user));
+                c.password = pass.map(|p| Secret(percent_decode(p)));
+                c.address = address;
+            }
+            if let Some(m) = &c.management {
+                let (management, info) = take_userinfo(m);
+                c.management = Some(management);
+                c.management_userinfo = info.map(Secret);
+            }
+        }
+        if let Some(endpoint) = &self.telemetry.otlp_endpoint {
+            let (endpoint, info) = take_userinfo(endpoint);
+            self.telemetry.otlp_endpoint = Some(endpoint);
+            self.telemetry.otlp_userinfo = info.map(Secret);
+        }
+        Ok(())
     }
 
     /// Checks what serde cannot.
@@ -442,9 +708,37 @@ impl Config {
                     "config",
                     format!(
                         "clusters.{name}.address must start with http:// or https://, got {:?}",
-                        c.address
+                        redact_url(&c.address)
                     ),
                 ));
+            }
+            if c.token.is_some() && (c.username.is_some() || c.password.is_some()) {
+                return Err(Error::invalid(
+                    "config",
+                    format!(
+                        "clusters.{name}: token and username/password are alternatives; set one"
+                    ),
+                ));
+            }
+            if c.password.is_some() && c.username.is_none() {
+                return Err(Error::invalid(
+                    "config",
+                    format!("clusters.{name}.password is set without a username"),
+                ));
+            }
+            if let Some(tls) = &c.tls {
+                if !c.address.starts_with("https://") {
+                    return Err(Error::invalid(
+                        "config",
+                        format!("clusters.{name}.tls needs an https:// address"),
+                    ));
+                }
+                if tls.cert_file.is_some() != tls.key_file.is_some() {
+                    return Err(Error::invalid(
+                        "config",
+                        format!("clusters.{name}.tls: cert_file and key_file go together"),
+                    ));
+                }
             }
             let p = c.staging_prefix.trim_matches('/');
             if p.is_empty()
@@ -549,6 +843,9 @@ storage = { scheme = "fs", root = "/var/backups/milvault/" }
             std::env::set_var("MILVAULT_CLUSTERS__PROD__ADDRESS", "http://from-env:19530");
             std::env::set_var("MILVAULT_SERVER__MAX_RUNNING_JOBS", "5");
             std::env::set_var("MILVAULT_ENDPOINT", "http://cli-only:1");
+            std::env::set_var("MILVAULT_CLUSTERS__PROD__USERNAME", "u");
+            std::env::set_var("MILVAULT_CLUSTERS__PROD__PASSWORD", "007");
+            std::env::set_var("MILVAULT_SERVER__AUTH_TOKEN", "[not, a, list]");
         }
         let flags = FlagOverrides {
             listen: Some("127.0.0.1:6000".parse().expect("addr")),
@@ -559,7 +856,17 @@ storage = { scheme = "fs", root = "/var/backups/milvault/" }
         assert_eq!(c.server.max_running_jobs, 5);
         assert_eq!(c.server.listen.port(), 6000);
         assert_eq!(c.server.state_dir, std::path::PathBuf::from("/tmp/x"));
+        // Secrets come through as written.
+        let prod = &c.clusters["prod"];
+        assert_eq!(prod.password.as_ref().map(Secret::expose), Some("007"));
+        assert_eq!(
+            c.server.auth_token.as_ref().map(Secret::expose),
+            Some("[not, a, list]")
+        );
         unsafe {
+            std::env::remove_var("MILVAULT_CLUSTERS__PROD__USERNAME");
+            std::env::remove_var("MILVAULT_CLUSTERS__PROD__PASSWORD");
+            std::env::remove_var("MILVAULT_SERVER__AUTH_TOKEN");
             std::env::remove_var("MILVAULT_CLUSTERS__PROD__ADDRESS");
             std::env::remove_var("MILVAULT_SERVER__MAX_RUNNING_JOBS");
             std::env::remove_var("MILVAULT_ENDPOINT");
@@ -574,6 +881,69 @@ storage = { scheme = "fs", root = "/var/backups/milvault/" }
                 .to_string()
                 .contains("does not exist")
         );
+    }
+
+    #[test]
+    fn credentials_in_urls_are_taken_out() {
+        let text = r#"
+[clusters.a]
+address = "https://alice:p%40ss@milvus.example:19530"
+management = "http://ops:mgmt-pw@milvus.example:9091/"
+storage = { scheme = "s3", bucket = "b", endpoint = "http://minio:minio-pw@minio:9000/?x-sig=1&token=tok-pw" }
+[telemetry]
+otlp_endpoint = "https://tenant:otlp-pw@collector:4317"
+"#;
+        let c = Config::from_toml(text).expect("parse");
+        let a = &c.clusters["a"];
+        assert_eq!(a.address, "https://milvus.example:19530");
+        assert_eq!(a.username.as_deref(), Some("alice"));
+        assert_eq!(a.password.as_ref().map(Secret::expose), Some("p@ss"));
+        assert_eq!(a.management.as_deref(), Some("http://milvus.example:9091/"));
+        assert_eq!(
+            a.management_url().as_deref(),
+            Some("http://ops:mgmt-pw@milvus.example:9091/")
+        );
+        assert_eq!(
+            c.telemetry.otlp_endpoint.as_deref(),
+            Some("https://collector:4317")
+        );
+        assert_eq!(
+            c.telemetry.otlp_basic_auth(),
+            Some(("tenant".to_owned(), "otlp-pw".to_owned()))
+        );
+        assert_eq!(
+            a.storage.redacted()["endpoint"],
+            "http://<redacted>@minio:9000/?x-sig=1&token=<redacted>"
+        );
+        let shown = format!("{c:?}");
+        for secret in ["p@ss", "p%40ss", "mgmt-pw", "minio-pw", "tok-pw", "otlp-pw"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+    }
+
+    #[test]
+    fn credentials_are_given_once() {
+        let base = "[clusters.a]\nstorage = { scheme = \"fs\", root = \"/x\" }\n";
+        let twice = format!("{base}address = \"http://u:p@h:1\"\nusername = \"v\"\n");
+        assert!(Config::from_toml(&twice).is_err());
+        let both = format!(
+            "{base}address = \"http://h:1\"\nusername = \"u\"\npassword = \"p\"\ntoken = \"t\"\n"
+        );
+        let err = Config::from_toml(&both).expect_err("token and password");
+        assert!(err.to_string().contains("alternatives"), "{err}");
+        let token = format!("{base}address = \"http://h:1\"\ntoken = \"t\"\n");
+        assert!(Config::from_toml(&token).is_ok());
+        let tls_plain = format!("{base}address = \"http://h:1\"\ntls = {{ ca_file = \"/ca\" }}\n");
+        assert!(Config::from_toml(&tls_plain).is_err());
+        let half = format!("{base}address = \"https://h:1\"\ntls = {{ cert_file = \"/c\" }}\n");
+        assert!(Config::from_toml(&half).is_err());
+    }
+
+    #[test]
+    fn values_without_credentials_are_shown_as_they_are() {
+        assert_eq!(redact_url("/var/lib/milvus"), "/var/lib/milvus");
+        assert_eq!(redact_url("http://h:9000/a@b"), "http://h:9000/a@b");
+        assert_eq!(redact_url("us-east-1"), "us-east-1");
     }
 
     #[test]

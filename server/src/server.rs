@@ -1,5 +1,8 @@
 //! Wiring: one tonic server on one port with the BackupService, `grpc.health.v1`
-//! and server reflection. `serve` takes a bound listener so tests can use port 0.
+//! and server reflection, over TLS when `[server.tls]` is set (see `tls`). `serve`
+//! takes a bound listener so tests can use port 0.
+
+mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -60,14 +63,25 @@ pub async fn run(
         .await
         .map_err(|e| Error::invalid("server.listen", format!("cannot listen on {addr}: {e}")))?;
     let app = App::new(config)?;
-    serve(app, listener, shutdown).await
+    serve_inner(app, listener, shutdown, true).await
 }
 
-/// Serves on an already bound listener.
+/// Serves on an already bound listener: plain gRPC, or TLS when the app's
+/// configuration has `[server.tls]` (its files are then also reloaded when they
+/// change; SIGHUP is watched only by [`run`], the binary's entry point).
 pub async fn serve(
     app: Arc<App>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    serve_inner(app, listener, shutdown, false).await
+}
+
+async fn serve_inner(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    sighup: bool,
 ) -> Result<()> {
     let local = listener
         .local_addr()
@@ -92,20 +106,45 @@ pub async fn serve(
         .auth_token
         .as_ref()
         .map(|t| format!("Bearer {}", t.0));
+    let tls_config = app.config.server.tls.clone();
+    let tls = match &tls_config {
+        Some(t) => Some(tls::TlsState::load(t).await?),
+        None => None,
+    };
+    tracing::debug!(config = ?app.config, "configuration");
     let service = BackupServiceServer::new(Api::new(app))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let service = InterceptedService::new(service, move |req: tonic::Request<()>| {
         check_token(expected.as_deref(), req)
     });
-    tracing::info!(%local, "milvault-server listening");
-    tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .trace_fn(|req| tracing::info_span!("rpc", path = %req.uri().path()))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)
-        .add_service(service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await
-        .map_err(|e| Error::internal("the gRPC server stopped", e))
+        .add_service(service);
+    let served = match tls {
+        None => {
+            let _hangups = sighup.then(tls::spawn_hangup_notice);
+            tracing::info!(%local, tls = false, "milvault-server listening");
+            router
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+                .await
+        }
+        Some(state) => {
+            let _reloader = tls::spawn_reloader(state.clone(), sighup);
+            let (incoming, _acceptor) = tls::incoming(listener, state);
+            tracing::info!(
+                %local,
+                tls = true,
+                client_certificates = tls_config.as_ref().is_some_and(|t| t.client_ca_file.is_some()),
+                "milvault-server listening"
+            );
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+    };
+    served.map_err(|e| Error::internal("the gRPC server stopped", e))
 }

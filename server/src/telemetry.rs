@@ -1,9 +1,11 @@
 //! Logs and traces: `tracing` to stderr, and to an OpenTelemetry OTLP collector when
 //! `telemetry.otlp_endpoint` is set (spans per job and per RPC then show where a
-//! backup spends its time).
+//! backup spends its time). Credentials that were written into the OTLP URL are
+//! sent as HTTP basic authentication (`authorization: Basic …`), never logged.
 
+use base64::Engine;
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -36,9 +38,21 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard> {
             .map_err(|e| Error::internal("telemetry could not start", e))?;
         return Ok(TelemetryGuard { provider: None });
     };
+    let mut metadata = tonic::metadata::MetadataMap::new();
+    if let Some((user, password)) = config.otlp_basic_auth() {
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        let value = format!("Basic {basic}").parse().map_err(|_| {
+            Error::invalid(
+                "telemetry.otlp_endpoint",
+                "its credentials cannot be sent as a header",
+            )
+        })?;
+        metadata.insert("authorization", value);
+    }
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_tonic()
         .with_endpoint(endpoint.clone())
+        .with_metadata(metadata)
         .build()
         .map_err(|e| Error::invalid("telemetry.otlp_endpoint", e.to_string()))?;
     let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()

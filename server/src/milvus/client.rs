@@ -14,10 +14,10 @@ use milvault_proto::milvus::common::{ClientInfo, Status};
 use milvault_proto::milvus::milvus as pb;
 use milvault_proto::milvus::milvus::milvus_service_client::MilvusServiceClient;
 use tonic::metadata::MetadataValue;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use super::features::{Features, Version};
-use crate::config::{ClusterConfig, TimeoutsConfig};
+use crate::config::{ClusterConfig, ClusterTlsConfig, TimeoutsConfig};
 use crate::error::{Error, MilvusError, Result};
 
 /// Largest message we accept from Milvus (describe/list answers can be large).
@@ -68,6 +68,7 @@ has_status!(
     pb::DescribeAliasResponse,
     pb::GetCollectionStatisticsResponse,
     pb::GetFlushAllStateResponse,
+    pb::FlushAllResponse,
     pb::AllocTimestampResponse,
 );
 
@@ -109,37 +110,51 @@ pub(super) type RpcFuture<'a, Resp> = std::pin::Pin<
 
 impl MilvusClient {
     /// Connects and detects the server version (`Connect`, falling back to
-    /// `GetVersion` on servers older than 2.2.9).
+    /// `GetVersion` on servers older than 2.2.9). An `https://` address speaks TLS,
+    /// verified against `tls.ca_file` or the system's CA certificates; credentials
+    /// (`username`/`password` or `token`) go in `authorization` as Milvus reads it:
+    /// `base64(user:password)` or `base64(token)` (a token without `:` is an API key).
     pub(crate) async fn connect(
         cluster: &str,
         config: &ClusterConfig,
         timeouts: &TimeoutsConfig,
     ) -> Result<Self> {
         let address = config.address.clone();
-        let endpoint = Endpoint::from_shared(address.clone())
+        let unavailable = |detail: String| Error::MilvusUnavailable {
+            cluster: cluster.to_owned(),
+            address: address.clone(),
+            op: "connect",
+            detail,
+        };
+        let mut endpoint = Endpoint::from_shared(address.clone())
             .map_err(|e| Error::invalid("cluster address", format!("{address:?}: {e}")))?
             .connect_timeout(Duration::from_secs(config.connect_timeout_secs))
             .tcp_keepalive(Some(Duration::from_secs(30)));
+        if address.starts_with("https://") {
+            endpoint = endpoint
+                .tls_config(client_tls(config.tls.as_ref().unwrap_or(&Default::default())).await?)
+                .map_err(|e| unavailable(error_chain(&e)))?;
+        }
         let channel = endpoint
             .connect()
             .await
-            .map_err(|e| Error::MilvusUnavailable {
-                cluster: cluster.to_owned(),
-                address: address.clone(),
-                op: "connect",
-                detail: error_chain(&e),
-            })?;
-        let auth = match (&config.username, &config.password) {
-            (Some(u), p) => {
-                let token = base64::engine::general_purpose::STANDARD
-                    .encode(format!("{u}:{}", p.as_deref().unwrap_or("")));
-                Some(
-                    MetadataValue::try_from(token)
-                        .map_err(|e| Error::invalid("cluster credentials", e.to_string()))?,
-                )
-            }
-            _ => None,
+            .map_err(|e| unavailable(error_chain(&e)))?;
+        let credentials = match (&config.token, &config.username) {
+            (Some(token), _) => Some(token.expose().to_owned()),
+            (None, Some(u)) => Some(format!(
+                "{u}:{}",
+                config.password.as_ref().map(|p| p.expose()).unwrap_or("")
+            )),
+            (None, None) => None,
         };
+        let auth = credentials
+            .map(|c| {
+                let encoded = base64::engine::general_purpose::STANDARD.encode(c);
+                MetadataValue::try_from(encoded).map_err(|_| {
+                    Error::invalid("cluster credentials", "cannot be sent as a header")
+                })
+            })
+            .transpose()?;
         let inner = MilvusServiceClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -295,6 +310,33 @@ impl MilvusClient {
             reason: s.reason,
         }))
     }
+}
+
+/// The TLS settings for one cluster: its CA (or the system's), client certificate
+/// and server name.
+async fn client_tls(tls: &ClusterTlsConfig) -> Result<ClientTlsConfig> {
+    async fn pem(field: &'static str, path: &std::path::Path) -> Result<Vec<u8>> {
+        tokio::fs::read(path)
+            .await
+            .map_err(|e| Error::invalid(field, format!("cannot read {}: {e}", path.display())))
+    }
+    let mut out = ClientTlsConfig::new();
+    out = match &tls.ca_file {
+        Some(ca) => {
+            out.ca_certificate(Certificate::from_pem(pem("cluster tls.ca_file", ca).await?))
+        }
+        None => out.with_native_roots(),
+    };
+    if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
+        out = out.identity(Identity::from_pem(
+            pem("cluster tls.cert_file", cert).await?,
+            pem("cluster tls.key_file", key).await?,
+        ));
+    }
+    if let Some(name) = &tls.server_name {
+        out = out.domain_name(name.clone());
+    }
+    Ok(out)
 }
 
 /// The whole source chain of an error, for messages about unreachable servers.

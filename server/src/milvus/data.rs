@@ -8,6 +8,7 @@ use milvault_proto::milvus::schema::{FieldData, field_data, scalar_field};
 use tokio_util::sync::CancellationToken;
 
 use super::client::MilvusClient;
+use super::features::FlushAllTs;
 use super::status;
 use super::types::{ImportProgress, ImportSpec, PkValue, SegmentInfo, SegmentLevel, SegmentState};
 use crate::error::{Error, Result};
@@ -90,8 +91,25 @@ impl MilvusClient {
         .await
     }
 
+    /// A timestamp to wait for with [`Self::wait_flush_all`], taken the way the
+    /// version allows; `None` when it has no `GetFlushAllState`.
+    pub(crate) async fn flush_all_timestamp(&self) -> Result<Option<u64>> {
+        match self.features().flush_all_timestamp() {
+            FlushAllTs::AllocTimestamp => Ok(Some(self.alloc_timestamp().await?)),
+            FlushAllTs::FlushAll => {
+                let r = self
+                    .call("FlushAll", "", pb::FlushAllRequest::default(), |c, r| {
+                        Box::pin(c.flush_all(r))
+                    })
+                    .await?;
+                Ok(Some(r.flush_all_ts))
+            }
+            FlushAllTs::Unavailable => Ok(None),
+        }
+    }
+
     /// A fresh timestamp from Milvus's oracle (2.2.13+).
-    pub(crate) async fn alloc_timestamp(&self) -> Result<u64> {
+    async fn alloc_timestamp(&self) -> Result<u64> {
         let req = pb::AllocTimestampRequest::default();
         Ok(self
             .call("AllocTimestamp", "", req, |c, r| {
@@ -179,10 +197,17 @@ impl MilvusClient {
 
     /// Starts a binlog import in backup mode; returns the task ids.
     pub(crate) async fn import_binlogs(&self, spec: &ImportSpec<'_>) -> Result<Vec<i64>> {
+        let mode = if spec.l0 { "l0_import" } else { "backup" };
         let mut options = vec![KeyValuePair {
-            key: "backup".into(),
+            key: mode.into(),
             value: "true".into(),
         }];
+        if spec.storage_version > 0 && self.features().storage_version_option() {
+            options.push(KeyValuePair {
+                key: "storage_version".into(),
+                value: spec.storage_version.to_string(),
+            });
+        }
         if self.features().import_skips_disk_quota() {
             options.push(KeyValuePair {
                 key: "skip_disk_quota_check".into(),

@@ -60,6 +60,18 @@ pub(crate) enum GcPause {
     Ticketed,
 }
 
+/// Where the timestamp of a `GetFlushAllState` wait comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FlushAllTs {
+    /// `AllocTimestamp` (2.2.13+).
+    AllocTimestamp,
+    /// The `flush_all_ts` of `FlushAll` (2.2.5–2.2.12; it also seals every growing
+    /// segment of the cluster).
+    FlushAll,
+    /// No `GetFlushAllState` (before 2.2.5): nothing proves deletes reached storage.
+    Unavailable,
+}
+
 /// The feature gates of one server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Features {
@@ -101,6 +113,41 @@ impl Features {
     /// lose its newest row: the restore then rewrites the deletes (`rows::fold`).
     pub(crate) fn import_compares_delete_timestamps(&self) -> bool {
         self.at_least(2, 3, 0)
+    }
+
+    /// How a backup gets the timestamp it waits for with `GetFlushAllState` on
+    /// servers whose flush leaves deletes in memory (2.2).
+    pub(crate) fn flush_all_timestamp(&self) -> FlushAllTs {
+        if self.at_least(2, 2, 13) {
+            FlushAllTs::AllocTimestamp
+        } else if self.at_least(2, 2, 5) {
+            FlushAllTs::FlushAll
+        } else {
+            FlushAllTs::Unavailable
+        }
+    }
+
+    /// `l0_import=true` imports of L0 delete segments: 2.4 up to 2.6 (3.0 disables
+    /// them by default, milvus#51194).
+    pub(crate) fn l0_import(&self) -> bool {
+        self.at_least(2, 4, 0) && !self.at_least(3, 0, 0)
+    }
+
+    /// The `storage_version` import option: 2.6+.
+    pub(crate) fn storage_version_option(&self) -> bool {
+        self.at_least(2, 6, 0)
+    }
+
+    /// Binlog import of storage-v2 (column-group) segments: 2.6+. Older targets get
+    /// their rows by insert.
+    pub(crate) fn imports_storage_v2(&self) -> bool {
+        self.at_least(2, 6, 0)
+    }
+
+    /// Whether imported rows keep their original timestamps (2.4+): a collection TTL
+    /// then counts from the source's write time, not the restore's.
+    pub(crate) fn import_keeps_row_timestamps(&self) -> bool {
+        self.at_least(2, 4, 0)
     }
 
     /// `count(*)` in queries: 2.3.0+ (2.2 counts by paging through keys).

@@ -8,6 +8,8 @@
 
 use std::time::Duration;
 
+use std::sync::{Arc, Mutex};
+
 use tokio::task::JoinHandle;
 
 use super::features::GcPause;
@@ -18,7 +20,10 @@ const PAUSE_SECS: u64 = 600;
 /// A held GC pause.
 pub(crate) struct GcPauseGuard {
     base: String,
-    ticket: Option<String>,
+    /// The ticket of the pause in force (2.6.8+): every pause call makes a separate
+    /// pause record with its own ticket, so a renewal swaps in the new ticket and
+    /// releases the old one; a ticket is never dropped without its resume.
+    ticket: Arc<Mutex<Option<String>>>,
     renewer: Option<JoinHandle<()>>,
     http: reqwest::Client,
 }
@@ -34,6 +39,13 @@ fn pause_url(base: &str, mode: GcPause, collection_id: i64) -> String {
     }
 }
 
+fn resume_url(base: &str, ticket: Option<&str>) -> String {
+    match ticket {
+        Some(t) => format!("{base}/management/datacoord/garbage_collection/resume?ticket={t}"),
+        None => format!("{base}/management/datacoord/garbage_collection/resume"),
+    }
+}
+
 async fn pause_once(http: &reqwest::Client, url: &str) -> Result<Option<String>, String> {
     let resp = http.get(url).send().await.map_err(|e| e.to_string())?;
     let status = resp.status();
@@ -45,6 +57,21 @@ async fn pause_once(http: &reqwest::Client, url: &str) -> Result<Option<String>,
         .ok()
         .and_then(|v| v.get("ticket").and_then(|t| t.as_str()).map(str::to_owned));
     Ok(ticket)
+}
+
+async fn resume_once(http: &reqwest::Client, url: &str) {
+    if let Err(e) = http
+        .get(url)
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+    {
+        tracing::warn!(error = %e, %url, "resuming GC failed; the pause will expire by itself");
+    }
+}
+
+fn lock(m: &Mutex<Option<String>>) -> std::sync::MutexGuard<'_, Option<String>> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl GcPauseGuard {
@@ -66,17 +93,25 @@ impl GcPauseGuard {
             .build()
             .map_err(|e| e.to_string())?;
         let url = pause_url(&base, mode, collection_id);
-        let ticket = pause_once(&http, &url).await.map_err(|e| {
+        let first = pause_once(&http, &url).await.map_err(|e| {
             format!(
                 "pausing garbage collection at {base} failed ({e}); continuing without the pause"
             )
         })?;
-        let renew_http = http.clone();
+        let ticket = Arc::new(Mutex::new(first));
+        let (renew_http, renew_ticket, renew_base) = (http.clone(), ticket.clone(), base.clone());
         let renewer = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(PAUSE_SECS / 2)).await;
-                if let Err(e) = pause_once(&renew_http, &url).await {
-                    tracing::warn!(error = %e, "renewing the GC pause failed");
+                match pause_once(&renew_http, &url).await {
+                    Ok(new) => {
+                        let old = std::mem::replace(&mut *lock(&renew_ticket), new);
+                        // The old pause record is released once the new one holds.
+                        if let Some(old) = old {
+                            resume_once(&renew_http, &resume_url(&renew_base, Some(&old))).await;
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "renewing the GC pause failed"),
                 }
             }
         });
@@ -93,25 +128,8 @@ impl GcPauseGuard {
         if let Some(r) = self.renewer.take() {
             r.abort();
         }
-        let url = match &self.ticket {
-            Some(t) => format!(
-                "{}/management/datacoord/garbage_collection/resume?ticket={t}",
-                self.base
-            ),
-            None => format!(
-                "{}/management/datacoord/garbage_collection/resume",
-                self.base
-            ),
-        };
-        if let Err(e) = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-        {
-            tracing::warn!(error = %e, "resuming GC failed; the pause will expire by itself");
-        }
+        let ticket = lock(&self.ticket).take();
+        resume_once(&self.http, &resume_url(&self.base, ticket.as_deref())).await;
     }
 }
 

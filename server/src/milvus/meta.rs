@@ -9,6 +9,7 @@ use prost::Message;
 
 use super::client::MilvusClient;
 use super::convert;
+use super::schema_rules;
 use super::status;
 use super::types::{CollectionInfo, Created, NewCollection};
 use crate::error::Result;
@@ -105,7 +106,11 @@ impl MilvusClient {
         let req = pb::CreateCollectionRequest {
             db_name: c.database.to_owned(),
             collection_name: c.name.to_owned(),
-            schema: convert::schema_to(c.schema, c.name).encode_to_vec(),
+            schema: match schema_rules::decode(c.raw_schema) {
+                Some(raw) => schema_rules::for_create(raw, c.name),
+                None => convert::schema_to(c.schema, c.name),
+            }
+            .encode_to_vec(),
             shards_num: c.shards_num,
             consistency_level: convert::consistency_to(c.consistency_level),
             properties: convert::kvs_to(c.properties),

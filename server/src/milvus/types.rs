@@ -36,6 +36,9 @@ pub(crate) struct NewCollection<'a> {
     pub(crate) name: &'a str,
     /// Schema with the field ids to reproduce.
     pub(crate) schema: &'a mv::CollectionSchema,
+    /// The schema exactly as the source encoded it (used when present: it keeps
+    /// what the manifest's schema does not model, such as functions).
+    pub(crate) raw_schema: &'a [u8],
     /// Number of shards.
     pub(crate) shards_num: i32,
     /// Consistency level in the manifest's numbering.
@@ -104,9 +107,14 @@ pub(crate) struct ImportSpec<'a> {
     pub(crate) collection: &'a str,
     /// Target partition.
     pub(crate) partition: &'a str,
-    /// Directories (insert-log group dir, delta-log group dir), as the server reads
-    /// them: absolute paths on local storage, bucket keys on object storage.
+    /// Directories (insert-log group dir, delta-log group dir; or one L0 delete-log
+    /// dir), as the server reads them: absolute paths on local storage, bucket keys on
+    /// object storage.
     pub(crate) paths: Vec<String>,
+    /// An L0 (delete-only) segment: `l0_import` instead of `backup` (2.4+).
+    pub(crate) l0: bool,
+    /// The segments' storage version (2 = storage v2, passed on 2.6+).
+    pub(crate) storage_version: i64,
 }
 
 /// Where an import task is.

@@ -76,6 +76,27 @@ impl Side<'_> {
             size_bytes: src.size_bytes,
             ..Default::default()
         };
+        if let Some(ttl) = src
+            .properties
+            .iter()
+            .find(|kv| kv.key == "collection.ttl.seconds")
+            .and_then(|kv| kv.value.parse::<i64>().ok())
+            .filter(|ttl| *ttl > 0)
+            && client.features().import_keeps_row_timestamps()
+        {
+            let age = self
+                .job
+                .manifest
+                .end_time
+                .map(|t| crate::jobs::now().seconds - t.seconds)
+                .unwrap_or(0);
+            if age > ttl {
+                report.warnings.push(format!(
+                    "the collection's TTL is {ttl} s and the backup is {age} s old: Milvus {} keeps the rows' original timestamps, so the restored rows expire at once; remove or raise collection.ttl.seconds",
+                    client.version_text()
+                ));
+            }
+        }
         if exists {
             for alias in client.list_aliases(db, name).await? {
                 client.drop_alias(db, &alias).await?;
@@ -98,6 +119,7 @@ impl Side<'_> {
                 database: db,
                 name,
                 schema,
+                raw_schema: &src.milvus_schema,
                 shards_num: src.shards_num,
                 consistency_level: src.consistency_level(),
                 properties: &src.properties,
@@ -133,17 +155,29 @@ impl Side<'_> {
             partition_names.insert(p.partition_id, p.name.clone());
         }
 
-        let row_insert = partition_key && !client.features().binlog_import_into_partition_key();
+        let storage_v2 = src
+            .segments
+            .iter()
+            .any(|s| s.storage_version >= crate::rows::STORAGE_V2);
+        let row_insert = (partition_key && !client.features().binlog_import_into_partition_key())
+            || (storage_v2 && !client.features().imports_storage_v2());
         if self.job.request.meta_only {
             report.method = RestoreMethod::MetaOnly as i32;
         } else {
             let restored = if row_insert {
                 ctx.collection_method(idx, RestoreMethod::RowInsert);
                 report.method = RestoreMethod::RowInsert as i32;
-                report.warnings.push(format!(
-                    "Milvus {} cannot import binlogs into a partition-key collection: the live rows were read from the backup and inserted",
-                    client.version_text()
-                ));
+                report.warnings.push(if storage_v2 && !client.features().imports_storage_v2() {
+                    format!(
+                        "Milvus {} cannot import storage-v2 segments: the live rows were read from the backup and inserted",
+                        client.version_text()
+                    )
+                } else {
+                    format!(
+                        "Milvus {} cannot import binlogs into a partition-key collection: the live rows were read from the backup and inserted",
+                        client.version_text()
+                    )
+                });
                 if schema.fields.iter().any(|f| f.is_primary_key && f.auto_id) {
                     report
                         .warnings

@@ -25,6 +25,7 @@ use crate::config::{LimitsConfig, TimeoutsConfig};
 use crate::error::{Error, Result};
 use crate::jobs::{CollectionPlan, JobCtx, Lock, Submission};
 use crate::milvus::MilvusClient;
+use crate::milvus::schema_rules;
 use crate::repository::Repository;
 use crate::selection::{DEFAULT_DB, validate_backup_name};
 
@@ -189,6 +190,26 @@ impl RestoreJob {
         let features = client.features();
         let databases: BTreeSet<String> = client.list_databases().await?.into_iter().collect();
         let mut existing = BTreeSet::new();
+        // Everything a target cannot hold, for every collection, refused together.
+        let mut cannot = Vec::new();
+        for t in &self.targets {
+            let src = &self.manifest.collections[t.source];
+            if let Some(schema) = schema_rules::decode(&src.milvus_schema) {
+                for item in schema_rules::refusals(features, &schema, &src.indexes) {
+                    cannot.push(format!("{}.{}: {item}", src.database, src.name));
+                }
+            }
+        }
+        if !cannot.is_empty() {
+            return Err(Error::Unsupported {
+                message: format!(
+                    "target Milvus {} cannot hold what the backup has, so nothing was restored: {}",
+                    client.version_text(),
+                    cannot.join("; ")
+                ),
+                metadata: vec![("cluster", self.cluster.name.clone())],
+            });
+        }
         for (n, t) in self.targets.iter().enumerate() {
             let src = &self.manifest.collections[t.source];
             if t.database != DEFAULT_DB && !features.supports_databases() {

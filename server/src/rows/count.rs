@@ -61,7 +61,7 @@ pub(crate) async fn count_collection(
                 continue;
             }
             jobs.push(async move {
-                let segment = files.segment(seg);
+                let segment = files.segment_of(c, seg);
                 let n = deletes
                     .count_live(&segment, pk)
                     .await
@@ -111,4 +111,26 @@ pub(crate) fn record(c: &mut CollectionBackup, rows: &CollectionRows) {
     }
     c.live_rows = rows.live;
     c.rows_counted = true;
+}
+
+/// Live rows of one segment under its own delete logs only (what an import that
+/// compares timestamps lands when given the segment's files as backed up).
+pub(crate) async fn count_own(
+    files: &Files<'_>,
+    c: &CollectionBackup,
+    seg: &milvault_proto::milvault::v1::SegmentBackup,
+) -> Result<i64> {
+    let pk = pk_field(c)?;
+    let mut deletes = milvault_binlog::DeleteSet::new();
+    for f in &seg.delta_logs {
+        let log = milvault_binlog::read_delta_log(files.source(f))
+            .await
+            .map_err(|e| files.error(e))?;
+        deletes.extend(log.entries);
+    }
+    let n = deletes
+        .count_live(&files.segment_of(c, seg), pk)
+        .await
+        .map_err(|e| files.segment_error(e, c, seg))?;
+    Ok(i64::try_from(n.live).unwrap_or(i64::MAX))
 }

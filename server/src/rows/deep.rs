@@ -91,7 +91,7 @@ pub(crate) async fn check_collection(files: &Files<'_>, c: &CollectionBackup) ->
             .filter(|s| s.partition_id == p && !is_delete_only(s))
         {
             let place = format!("{name} segment {}", seg.segment_id);
-            let segment = files.segment(seg);
+            let segment = files.segment_of(c, seg);
             let fields_agree = match segment.check_row_counts().await {
                 Ok(n) => Some(n),
                 Err(e) => {

@@ -87,7 +87,7 @@ pub(crate) async fn plan(
     deletes: &DeleteSet,
 ) -> Result<SegmentDeletes> {
     let pk = pk_field(c)?;
-    let segment = files.segment(seg);
+    let segment = files.segment_of(c, seg);
     let mut reader = segment
         .batches(Some(&[pk, TIMESTAMP_FIELD]))
         .await
@@ -137,7 +137,7 @@ pub(crate) async fn survivors(
     plan: &SegmentDeletes,
 ) -> Result<Vec<RecordBatch>> {
     let pk = pk_field(c)?;
-    let segment = files.segment(seg);
+    let segment = files.segment_of(c, seg);
     let mut reader = segment
         .batches(None)
         .await

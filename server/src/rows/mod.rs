@@ -23,7 +23,7 @@ pub(crate) mod reader;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use milvault_binlog::{ByteSource, DeleteSet, Segment, SegmentFiles};
+use milvault_binlog::{ByteSource, DeleteSet, FieldSpec, Segment, SegmentFiles};
 use milvault_proto::milvault::v1::{BackupFile, CollectionBackup, SegmentBackup};
 
 use crate::error::{Error, StorageError};
@@ -31,6 +31,9 @@ use crate::storage::Store;
 
 /// Partition id of deletes that apply to every partition (channel-level L0).
 pub(crate) const ALL_PARTITIONS: i64 = -1;
+
+/// The storage version of Milvus 2.6's column-group segments.
+pub(crate) const STORAGE_V2: i64 = 2;
 
 /// Level number of delete-only segments.
 const LEVEL_L0: i32 = 1;
@@ -70,8 +73,41 @@ impl Files<'_> {
         self.store.byte_source(&f.path, f.size_bytes)
     }
 
-    /// A segment's insert logs as a reader (storage v1: files per field, in log order).
-    pub(crate) fn segment(&self, seg: &SegmentBackup) -> Segment {
+    /// A segment's insert logs as a reader: storage v1 (files per field, in log order)
+    /// or storage v2 (Parquet column groups, Milvus 2.6; the schema gives the types).
+    pub(crate) fn segment_of(&self, c: &CollectionBackup, seg: &SegmentBackup) -> Segment {
+        if seg.storage_version < STORAGE_V2 {
+            return self.segment(seg);
+        }
+        let schema = c
+            .schema
+            .as_ref()
+            .map(|s| {
+                s.fields
+                    .iter()
+                    .filter_map(|f| {
+                        milvault_binlog::DataType::from_code(f.data_type, "", 0)
+                            .ok()
+                            .map(|data_type| FieldSpec {
+                                field_id: f.field_id,
+                                data_type,
+                            })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Segment::new(
+            format!("segment {}", seg.segment_id),
+            SegmentFiles::V2 {
+                groups: self.by_id(seg),
+                schema,
+            },
+        )
+    }
+
+    /// The segment's insert logs grouped by field (or column-group) id, each list in
+    /// log order.
+    fn by_id(&self, seg: &SegmentBackup) -> BTreeMap<i64, Vec<Arc<dyn ByteSource>>> {
         let mut fields: BTreeMap<i64, Vec<LogFile>> = BTreeMap::new();
         for f in &seg.insert_logs {
             fields
@@ -79,13 +115,18 @@ impl Files<'_> {
                 .or_default()
                 .push((f.log_id, self.source(f)));
         }
-        let fields = fields
+        fields
             .into_iter()
             .map(|(id, mut files)| {
                 files.sort_by_key(|(log, _)| *log);
                 (id, files.into_iter().map(|(_, s)| s).collect())
             })
-            .collect();
+            .collect()
+    }
+
+    /// A storage-v1 segment's insert logs as a reader.
+    fn segment(&self, seg: &SegmentBackup) -> Segment {
+        let fields = self.by_id(seg);
         Segment::new(
             format!("segment {}", seg.segment_id),
             SegmentFiles::V1 { fields },

@@ -75,7 +75,10 @@ impl<'a> LiveBatches<'a> {
                 }
             }
             if let Some(seg) = self.segments.pop_front() {
-                let segment = self.files.segment(seg).with_batch_rows(self.batch_rows);
+                let segment = self
+                    .files
+                    .segment_of(self.c, seg)
+                    .with_batch_rows(self.batch_rows);
                 let reader = segment
                     .batches(None)
                     .await

@@ -4,10 +4,11 @@
 mod output;
 mod progress;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use milvault_sdk::{Client, SdkError, pb};
+use milvault_sdk::{Client, ConnectOptions, SdkError, pb};
 
 /// Back up and restore Milvus through a milvault-server.
 #[derive(Parser, Debug)]
@@ -24,6 +25,36 @@ struct Cli {
     /// Bearer token sent to the server.
     #[arg(long, global = true, env = "MILVAULT_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// PEM file of the CA that signs the server's certificate (https:// endpoints;
+    /// the system's CAs when not given).
+    #[arg(long, global = true, env = "MILVAULT_CA", value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// PEM client certificate, for a server that requires one (with --key).
+    #[arg(
+        long,
+        global = true,
+        env = "MILVAULT_CERT",
+        value_name = "FILE",
+        requires = "key"
+    )]
+    cert: Option<PathBuf>,
+    /// PEM private key of --cert.
+    #[arg(
+        long,
+        global = true,
+        env = "MILVAULT_KEY",
+        value_name = "FILE",
+        requires = "cert"
+    )]
+    key: Option<PathBuf>,
+    /// Name to verify the server's certificate for, when it is not the endpoint's host.
+    #[arg(
+        long,
+        global = true,
+        env = "MILVAULT_TLS_SERVER_NAME",
+        value_name = "NAME"
+    )]
+    tls_server_name: Option<String>,
     /// Output format.
     #[arg(long, short, global = true, value_enum, default_value_t = Format::Table)]
     output: Format,
@@ -175,6 +206,13 @@ struct RestoreArgs {
     /// Do not build indexes.
     #[arg(long)]
     skip_indexes: bool,
+    /// Move aliases held by the collection a renamed/suffixed copy was taken from to
+    /// the restored copy once the restore succeeded (blue/green switch).
+    #[arg(long)]
+    move_aliases: bool,
+    /// Restore no aliases.
+    #[arg(long, conflicts_with = "move_aliases")]
+    skip_aliases: bool,
     #[command(flatten)]
     wait: WaitArgs,
 }
@@ -248,8 +286,26 @@ async fn follow(
     }
 }
 
+/// Token and TLS settings from the global flags.
+fn connect_options(cli: &Cli) -> ConnectOptions {
+    let mut options = ConnectOptions::new();
+    if let Some(t) = &cli.token {
+        options = options.token(t.clone());
+    }
+    if let Some(ca) = &cli.ca {
+        options = options.ca_file(ca.clone());
+    }
+    if let (Some(cert), Some(key)) = (&cli.cert, &cli.key) {
+        options = options.identity_files(cert.clone(), key.clone());
+    }
+    if let Some(name) = &cli.tls_server_name {
+        options = options.server_name(name.clone());
+    }
+    options
+}
+
 async fn run(cli: Cli) -> Result<(), Failure> {
-    let client = Client::connect_with(&cli.endpoint, cli.token.as_deref()).await?;
+    let client = Client::connect_opts(&cli.endpoint, &connect_options(&cli)).await?;
     let format = cli.output;
     match cli.command {
         Command::ServerInfo => output::server_info(&client.server_info().await?, format),
@@ -338,6 +394,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 restore_rbac: a.rbac,
                 skip_load: a.skip_load,
                 skip_indexes: a.skip_indexes,
+                move_aliases: a.move_aliases,
+                skip_aliases: a.skip_aliases,
             };
             let job = client.restore_backup(req).await?;
             return follow(&client, job, &a.wait, format).await;

@@ -1,9 +1,9 @@
 //! # milvault-sdk
 //!
 //! Rust client for the Milvault `BackupService`: the generated stubs ([`pb`]) plus a
-//! small ergonomic layer — connect with an optional bearer token, follow a job as a
-//! [`Stream`] of snapshots, wait for a job to finish, and read an error's stable
-//! reason.
+//! small ergonomic layer — connect with an optional bearer token and TLS
+//! ([`ConnectOptions`]), follow a job as a [`Stream`] of snapshots, wait for a job to
+//! finish, and read an error's stable reason.
 //!
 //! Every method takes `&self` (the client is cheap to clone and safe to share) and
 //! its request message, so each call reads the same way as in any other language.
@@ -19,14 +19,28 @@
 //! assert!(milvault_sdk::job_succeeded(&done));
 //! # Ok(()) }
 //! ```
+//!
+//! Over TLS, with the server's CA and a client certificate (mutual TLS):
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), milvault_sdk::SdkError> {
+//! use milvault_sdk::{Client, ConnectOptions};
+//! let options = ConnectOptions::new()
+//!     .ca_file("/etc/milvault/ca.pem")
+//!     .identity_files("/etc/milvault/client.pem", "/etc/milvault/client-key.pem")
+//!     .token("s3cret");
+//! let client = Client::connect_opts("https://milvault.example:50051", &options).await?;
+//! # Ok(()) }
+//! ```
 #![warn(missing_docs)]
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic_types::StatusExt;
 
 /// The generated `milvault.v1` types and stubs.
@@ -105,6 +119,116 @@ impl tonic::service::Interceptor for Auth {
     }
 }
 
+/// PEM text, given as bytes or as a file read when connecting.
+#[derive(Clone)]
+enum Pem {
+    Bytes(Vec<u8>),
+    File(PathBuf),
+}
+
+impl Pem {
+    fn load(&self) -> Result<Vec<u8>, String> {
+        match self {
+            Pem::Bytes(b) => Ok(b.clone()),
+            Pem::File(p) => {
+                std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+            }
+        }
+    }
+}
+
+/// How to reach the server: a bearer token, and for `https://` endpoints the CA
+/// that signs the server's certificate (the system's CAs when none is given), a
+/// client certificate for servers that require one, and the name to verify.
+#[derive(Clone, Default)]
+pub struct ConnectOptions {
+    token: Option<String>,
+    ca: Option<Pem>,
+    identity: Option<(Pem, Pem)>,
+    server_name: Option<String>,
+    connect_timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for ConnectOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectOptions")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("ca", &self.ca.is_some())
+            .field("client_certificate", &self.identity.is_some())
+            .field("server_name", &self.server_name)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
+}
+
+impl ConnectOptions {
+    /// No token, no TLS settings (an `https://` endpoint then trusts the system's
+    /// CAs).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sends `authorization: Bearer <token>` on every call.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Trusts the CA certificates in this PEM text instead of the system's.
+    pub fn ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca = Some(Pem::Bytes(pem.into()));
+        self
+    }
+
+    /// Trusts the CA certificates in this PEM file instead of the system's.
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca = Some(Pem::File(path.into()));
+        self
+    }
+
+    /// Presents this client certificate and key (PEM text) to the server.
+    pub fn identity_pem(mut self, cert: impl Into<Vec<u8>>, key: impl Into<Vec<u8>>) -> Self {
+        self.identity = Some((Pem::Bytes(cert.into()), Pem::Bytes(key.into())));
+        self
+    }
+
+    /// Presents the client certificate and key in these PEM files to the server.
+    pub fn identity_files(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.identity = Some((Pem::File(cert.into()), Pem::File(key.into())));
+        self
+    }
+
+    /// Verifies the server's certificate for this name instead of the endpoint's host.
+    pub fn server_name(mut self, name: impl Into<String>) -> Self {
+        self.server_name = Some(name.into());
+        self
+    }
+
+    /// Gives up connecting after this long (10 s when not set).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout);
+        self
+    }
+
+    fn wants_tls(&self) -> bool {
+        self.ca.is_some() || self.identity.is_some() || self.server_name.is_some()
+    }
+
+    fn tls(&self) -> Result<ClientTlsConfig, String> {
+        let mut tls = match &self.ca {
+            Some(ca) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca.load()?)),
+            None => ClientTlsConfig::new().with_native_roots(),
+        };
+        if let Some((cert, key)) = &self.identity {
+            tls = tls.identity(Identity::from_pem(cert.load()?, key.load()?));
+        }
+        if let Some(name) = &self.server_name {
+            tls = tls.domain_name(name.clone());
+        }
+        Ok(tls)
+    }
+}
+
 /// The generated stub type the client wraps.
 pub type Raw = BackupServiceClient<InterceptedService<Channel, Auth>>;
 
@@ -142,17 +266,38 @@ impl Client {
 
     /// Connects, sending `token` as a bearer token on every call.
     pub async fn connect_with(endpoint: &str, token: Option<&str>) -> Result<Self, SdkError> {
+        let mut options = ConnectOptions::new();
+        if let Some(t) = token {
+            options = options.token(t);
+        }
+        Self::connect_opts(endpoint, &options).await
+    }
+
+    /// Connects with a token and TLS settings. `https://` endpoints speak TLS;
+    /// TLS settings with an `http://` endpoint are refused rather than ignored.
+    pub async fn connect_opts(endpoint: &str, options: &ConnectOptions) -> Result<Self, SdkError> {
         let err = |message: String| SdkError::Connect {
             endpoint: endpoint.to_owned(),
             message,
         };
-        let channel = Endpoint::from_shared(endpoint.to_owned())
+        let https = endpoint.starts_with("https://");
+        if options.wants_tls() && !https {
+            return Err(err(
+                "a CA, client certificate or server name needs an https:// endpoint".to_owned(),
+            ));
+        }
+        let mut ep = Endpoint::from_shared(endpoint.to_owned())
             .map_err(|e| err(e.to_string()))?
-            .connect_timeout(Duration::from_secs(10))
-            .connect()
-            .await
-            .map_err(|e| err(error_chain(&e)))?;
-        let token = token
+            .connect_timeout(options.connect_timeout.unwrap_or(Duration::from_secs(10)));
+        if https {
+            ep = ep
+                .tls_config(options.tls().map_err(err)?)
+                .map_err(|e| err(error_chain(&e)))?;
+        }
+        let channel = ep.connect().await.map_err(|e| err(error_chain(&e)))?;
+        let token = options
+            .token
+            .as_ref()
             .map(|t| MetadataValue::try_from(format!("Bearer {t}")))
             .transpose()
             .map_err(|e| err(format!("invalid token: {e}")))?;

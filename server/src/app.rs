@@ -41,6 +41,40 @@ fn known<T>(m: &BTreeMap<String, T>) -> String {
     }
 }
 
+/// Finishes what a previous run of the server left unfinished: a backup whose
+/// manifest was written is marked succeeded (the manifest decides); every other
+/// interrupted job has its resources released, and the job records what was done.
+pub async fn recover(app: Arc<App>) {
+    for job in app.jobs.take_interrupted() {
+        let result = if crate::cleanup::backup_was_sealed(&app, &job).await {
+            app.jobs
+                .amend(&job.id, |j| {
+                    j.state = milvault_proto::milvault::v1::JobState::Succeeded as i32;
+                    j.phase = milvault_proto::milvault::v1::JobPhase::Done as i32;
+                    j.error = None;
+                    j.cleanup.push(
+                        "the server stopped after the manifest was written: the backup is complete"
+                            .into(),
+                    );
+                })
+                .await
+        } else {
+            let notes = crate::cleanup::release(&app, &job.resources).await;
+            app.jobs
+                .amend(&job.id, |j| {
+                    for r in &mut j.resources {
+                        r.kept = true;
+                    }
+                    j.cleanup.extend(notes);
+                })
+                .await
+        };
+        if let Err(e) = result {
+            tracing::warn!(job = %job.id, error = %e, "could not record the cleanup of an interrupted job");
+        }
+    }
+}
+
 impl App {
     /// Builds storages and opens the job journal.
     pub fn new(config: Config) -> Result<Arc<Self>> {

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use futures::{StreamExt, TryStreamExt};
 use milvault_proto::milvault::v1::{
     BackupFile, BackupManifest, BackupSummary, CollectionBackup, CollectionReport,
-    CreateBackupRequest, DataType, DatabaseBackup, JobKind, JobPhase, RbacReport, RowCheck,
-    RowCheckMethod, SegmentBackup, SourceInfo, job,
+    CreateBackupRequest, DataType, DatabaseBackup, JobKind, JobPhase, JobResource, RbacReport,
+    ResourceKind, RowCheck, RowCheckMethod, SegmentBackup, SourceInfo, job,
 };
 
 use crate::app::{App, Cluster};
@@ -42,6 +42,8 @@ pub(crate) struct BackupJob {
     copy_concurrency: usize,
     /// Deadlines for waiting on Milvus.
     timeouts: TimeoutsConfig,
+    /// The server, for releasing what a failed job created.
+    app: Arc<App>,
 }
 
 /// One file to copy.
@@ -55,7 +57,10 @@ struct Planned {
 
 impl BackupJob {
     /// Checks a request and prepares the job: names, filter, locks.
-    pub(crate) async fn prepare(app: &App, mut req: CreateBackupRequest) -> Result<Submission> {
+    pub(crate) async fn prepare(
+        app: &Arc<App>,
+        mut req: CreateBackupRequest,
+    ) -> Result<Submission> {
         validate_backup_name(&req.name)?;
         let filter = Filter::parse(&req.collections)?;
         let cluster = app.cluster(&req.cluster)?.clone();
@@ -77,6 +82,7 @@ impl BackupJob {
             repository: repository.clone(),
             copy_concurrency: app.config.limits.copy_concurrency,
             timeouts: app.config.timeouts.clone(),
+            app: app.clone(),
         });
         Ok(Submission {
             kind: JobKind::Backup,
@@ -91,6 +97,19 @@ impl BackupJob {
 
     /// Runs the job to the end.
     async fn run(self: Arc<Self>, ctx: JobCtx) -> Result<()> {
+        let result = self.run_inner(&ctx).await;
+        if let Err(e) = &result {
+            // A backup that did not finish leaves no files behind.
+            tracing::warn!(error = %e, "backup failed; removing its files");
+            ctx.phase(JobPhase::CleaningUp, "").await;
+            let notes = crate::cleanup::release(&self.app, &ctx.resources()).await;
+            ctx.cleaned(notes).await;
+        }
+        result
+    }
+
+    async fn run_inner(&self, ctx: &JobCtx) -> Result<()> {
+        let ctx = ctx.clone();
         let start_time = now();
         ctx.phase(JobPhase::Connecting, &self.cluster.name).await;
         let client =
@@ -196,6 +215,15 @@ impl BackupJob {
             }
         }
 
+        let folder = ctx
+            .hold(JobResource {
+                kind: ResourceKind::Backup as i32,
+                repository: self.repository.name().to_owned(),
+                name: self.request.name.clone(),
+                path: Repository::backup_dir(&self.request.name),
+                ..Default::default()
+            })
+            .await;
         let outcome = self.list_and_copy(&ctx, &client, &mut collections).await;
         for p in pauses {
             p.resume().await;
@@ -257,6 +285,7 @@ impl BackupJob {
         };
         ctx.check_cancelled()?;
         self.repository.write_manifest(&manifest).await?;
+        ctx.update_resource(folder, |r| r.kept = true).await;
         for c in &manifest.collections {
             ctx.report_collection(CollectionReport {
                 database: c.database.clone(),
@@ -372,7 +401,13 @@ impl BackupJob {
             async move {
                 ctx.check_cancelled()?;
                 let key = Repository::file_key(&name, &p.source_key);
-                let copied = src.copy_to(&p.source_key, &dst, &key, None).await.map_err(|e| match e {
+                // A cancel stops the copy inside the file; the cleanup removes the rest.
+                let copy = src.copy_to(&p.source_key, &dst, &key, None);
+                let copied = tokio::select! {
+                    r = copy => r,
+                    _ = ctx.cancel_token().cancelled() => Err(Error::Cancelled),
+                };
+                let copied = copied.map_err(|e| match e {
                     Error::Storage(s) if s.kind == opendal::ErrorKind::NotFound => Error::SegmentFiles {
                         collection: p.collection_name.clone(),
                         segment: p.segment,

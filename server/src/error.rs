@@ -133,7 +133,7 @@ pub enum Error {
     },
     /// An alias the restore would create already points elsewhere.
     #[error(
-        "alias {alias:?} already exists in database {database:?} of cluster {cluster:?}{}",
+        "alias {alias:?} already exists in database {database:?} of cluster {cluster:?}{}; restore without aliases (skip_aliases, --skip-aliases), or, when it points at the collection this backup was taken from, move it (move_aliases, --move-aliases)",
         owner.as_deref().map(|o| format!(" (points at {o})")).unwrap_or_default()
     )]
     AliasExists {

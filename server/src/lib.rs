@@ -26,6 +26,7 @@
 mod api;
 pub mod app;
 mod backup;
+mod cleanup;
 pub mod config;
 mod delete;
 pub mod error;

@@ -86,6 +86,8 @@ async fn serve_inner(
     let local = listener
         .local_addr()
         .map_err(|e| Error::internal("the listener has no address", e))?;
+    // What a previous run left unfinished is cleaned up in the background.
+    tokio::spawn(crate::app::recover(app.clone()));
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<BackupServiceServer<Api>>()

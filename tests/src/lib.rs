@@ -6,4 +6,6 @@ pub mod complete;
 pub mod fake_milvus;
 pub mod fixtures;
 pub mod harness;
+pub mod logs;
 pub mod milvus_data;
+pub mod pki;

@@ -376,37 +376,84 @@ async fn milvus_2_2_without_connect_falls_back_and_uses_describe_for_aliases() -
     Ok(())
 }
 
+/// L0 delete segments (2.4+) are backed up and their deletes reach every target:
+/// 2.4 by `l0_import` after the data, 2.3 and 2.2 by delete logs folded per segment
+/// (2.2 with the live rows of deleted-and-rewritten keys inserted after its import).
 #[tokio::test]
-async fn l0_segments_are_refused_loudly() -> anyhow::Result<()> {
-    let s = setup("v2.4.10", CollectionSpec::new("c1")).await?;
-    s.fake
-        .add_segment("c1", ALL_PARTITIONS, SegmentSpec::l0(&[(4, 3000)]))
-        .await?;
-    let c = s.server.client().await?;
-    let done = backup(&c, "b1", "").await?;
-    let err = done.error.expect("refused");
-    assert_eq!(err.reason, "UNSUPPORTED");
-    assert!(err.message.contains("L0"), "{}", err.message);
-    let listed = c
-        .list_backups(pb::ListBackupsRequest {
-            repository: String::new(),
-            ..Default::default()
-        })
-        .await?;
-    assert!(
-        listed
+async fn l0_deletes_reach_every_version() -> anyhow::Result<()> {
+    let src = started("v2.4.10").await?;
+    src.add_collection(CollectionSpec::new("c1"))?;
+    src.add_segment("c1", "_default", ten_rows()).await?;
+    // Key 5 deleted at 3000 (after its row), key 7 deleted at 500 (before its row).
+    src.add_segment(
+        "c1",
+        ALL_PARTITIONS,
+        SegmentSpec::l0(&[(5, 3000), (7, 500)]),
+    )
+    .await?;
+    // Keys only: 2.2/2.3 imports give rows new timestamps.
+    let keys = |f: &FakeMilvus| -> Vec<String> {
+        f.live_keys("c1")
             .iter()
-            .all(|b| b.state != pb::BackupState::Complete as i32)
+            .map(|(k, _)| format!("{k:?}"))
+            .collect()
+    };
+    let want = keys(&src);
+    assert_eq!(src.live_rows("c1"), Some(8));
+    let targets = [
+        ("t24", started("v2.4.10").await?),
+        ("t23", started("v2.3.5").await?),
+        ("t22", started("v2.2.16").await?),
+    ];
+    let mut fakes: Vec<(&str, &FakeMilvus)> = vec![("src", &src)];
+    fakes.extend(targets.iter().map(|(n, f)| (*n, f)));
+    let server = server(&fakes).await?;
+    let c = server.client().await?;
+    let b = backup(&c, "b1", "src").await?;
+    assert_succeeded(&b);
+    let m = c
+        .get_backup(pb::GetBackupRequest {
+            name: "b1".into(),
+            repository: String::new(),
+        })
+        .await?
+        .manifest
+        .expect("manifest");
+    let coll = &m.collections[0];
+    assert!(
+        coll.segments
+            .iter()
+            .any(|s| s.level == 1 && s.partition_id == -1)
     );
+    assert_eq!(coll.live_rows, 8);
+    for (name, fake) in &targets {
+        let r = restore(
+            &c,
+            pb::RestoreBackupRequest {
+                backup: "b1".into(),
+                cluster: (*name).into(),
+                ..Default::default()
+            },
+        )
+        .await?;
+        assert_succeeded(&r);
+        assert_eq!(keys(fake), want, "{name}");
+        let l0_imports = fake
+            .recorded()
+            .imports
+            .iter()
+            .filter(|i| options(i).contains(&("l0_import".into(), "true".into())))
+            .count();
+        assert_eq!(l0_imports, usize::from(*name == "t24"), "{name}");
+    }
     Ok(())
 }
 
 /// Milvus 2.4.0–2.4.6 do not report segment levels: an L0 segment looks like a legacy
-/// segment of partition -1 without insert logs. A backup must refuse it as it refuses
-/// L0 on 2.4.7+, or carry its deletes through a restore; never produce a backup that
-/// cannot be restored.
+/// segment of partition -1 without insert logs. The backup recognises it and carries
+/// its deletes through the restore.
 #[tokio::test]
-async fn unreported_l0_segments_of_2_4_6_are_refused_or_round_trip() -> anyhow::Result<()> {
+async fn unreported_l0_segments_of_2_4_6_round_trip() -> anyhow::Result<()> {
     let s = setup("v2.4.6", CollectionSpec::new("c1")).await?;
     s.fake
         .add_segment("c1", ALL_PARTITIONS, SegmentSpec::l0(&[(4, 3000)]))
@@ -414,19 +461,16 @@ async fn unreported_l0_segments_of_2_4_6_are_refused_or_round_trip() -> anyhow::
     assert_eq!(s.fake.live_rows("c1"), Some(8));
     let c = s.server.client().await?;
     let b = backup(&c, "b1", "").await?;
-    if let Some(err) = &b.error {
-        assert_eq!(err.reason, "UNSUPPORTED", "{err:?}");
-        return Ok(());
-    }
+    assert_succeeded(&b);
     let r = restore(&c, renamed("b1", "")).await?;
     assert_succeeded(&r);
     assert_eq!(s.fake.live_keys("c1r"), s.fake.live_keys("c1"));
     Ok(())
 }
 
-/// Storage-v2 segments (2.6): refused loudly, or restored exactly.
+/// Storage-v2 segments (2.6): backed up and restored exactly, with the storage_version import option.
 #[tokio::test]
-async fn storage_v2_segments_are_refused_or_round_trip() -> anyhow::Result<()> {
+async fn storage_v2_segments_round_trip() -> anyhow::Result<()> {
     let fake = started("v2.6.8").await?;
     fake.add_collection(CollectionSpec::new("c1"))?;
     fake.add_segment("c1", "_default", ten_rows().storage_v2())
@@ -434,11 +478,8 @@ async fn storage_v2_segments_are_refused_or_round_trip() -> anyhow::Result<()> {
     let server = server(&[("fake", &fake)]).await?;
     let c = server.client().await?;
     let b = backup(&c, "b1", "").await?;
-    if let Some(err) = &b.error {
-        assert_eq!(err.reason, "UNSUPPORTED", "{err:?}");
-        assert!(fake.active_gc_pauses().is_empty(), "GC left paused");
-        return Ok(());
-    }
+    assert_succeeded(&b);
+    assert!(fake.active_gc_pauses().is_empty(), "GC left paused");
     let r = restore(&c, renamed("b1", "")).await?;
     assert_succeeded(&r);
     assert_eq!(fake.live_keys("c1r"), fake.live_keys("c1"));

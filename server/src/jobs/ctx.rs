@@ -13,7 +13,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use milvault_proto::milvault::v1::{
-    CollectionProgress, CollectionReport, Job, JobPhase, JobState, RbacReport, RestoreMethod,
+    CollectionProgress, CollectionReport, Job, JobPhase, JobResource, JobState, RbacReport,
+    RestoreMethod,
 };
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -286,6 +287,44 @@ impl JobCtx {
     pub(crate) async fn report_rbac(&self, rbac: RbacReport) {
         self.update_now(|j| j.report.get_or_insert_with(Default::default).rbac = Some(rbac))
             .await;
+    }
+
+    /// Records, before the job creates it, something the job will create or hold;
+    /// returns its index for [`Self::update_resource`] (journaled).
+    pub(crate) async fn hold(&self, resource: JobResource) -> usize {
+        let mut idx = 0;
+        self.update_now(|j| {
+            idx = j.resources.len();
+            j.resources.push(resource);
+        })
+        .await;
+        idx
+    }
+
+    /// Changes a held resource (journaled).
+    pub(crate) async fn update_resource(&self, idx: usize, f: impl FnOnce(&mut JobResource)) {
+        self.update_now(|j| {
+            if let Some(r) = j.resources.get_mut(idx) {
+                f(r);
+            }
+        })
+        .await;
+    }
+
+    /// Everything the job holds.
+    pub(crate) fn resources(&self) -> Vec<JobResource> {
+        self.tx.borrow().resources.clone()
+    }
+
+    /// Records what a cleanup did (journaled).
+    pub(crate) async fn cleaned(&self, notes: Vec<String>) {
+        if notes.is_empty() {
+            return;
+        }
+        for n in &notes {
+            tracing::info!(cleanup = %n, "job cleanup");
+        }
+        self.update_now(|j| j.cleanup.extend(notes)).await;
     }
 
     /// Marks the job running.

@@ -16,7 +16,7 @@ mod lock;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::future::BoxFuture;
 use milvault_proto::milvault::v1::{Job, JobKind, JobPhase, JobState, job};
@@ -38,6 +38,8 @@ struct Entry {
 
 struct Inner {
     entries: Mutex<HashMap<String, Entry>>,
+    /// Jobs a previous run left unfinished, for the start-up cleanup.
+    interrupted: Mutex<Vec<String>>,
     locks: Mutex<Vec<(String, Lock)>>,
     journal: Journal,
     permits: Arc<Semaphore>,
@@ -75,8 +77,10 @@ impl Jobs {
     pub(crate) fn open(state_dir: &std::path::Path, max_running: usize) -> Result<Self> {
         let journal = Journal::open(state_dir)?;
         let mut entries = HashMap::new();
+        let mut interrupted = Vec::new();
         for mut job in journal.load_all()? {
             if !job.state().is_terminal() {
+                interrupted.push(job.id.clone());
                 let state = job
                     .state()
                     .as_str_name()
@@ -103,11 +107,31 @@ impl Jobs {
         Ok(Self {
             inner: Arc::new(Inner {
                 entries: Mutex::new(entries),
+                interrupted: Mutex::new(interrupted),
                 locks: Mutex::new(Vec::new()),
                 journal,
                 permits: Arc::new(Semaphore::new(max_running)),
             }),
         })
+    }
+
+    /// The jobs a previous run left unfinished (each once).
+    pub(crate) fn take_interrupted(&self) -> Vec<Job> {
+        let ids = std::mem::take(&mut *lock(&self.inner.interrupted));
+        ids.iter().filter_map(|id| self.get(id).ok()).collect()
+    }
+
+    /// Changes a job that is not running (start-up recovery) and journals it.
+    pub(crate) async fn amend(&self, id: &str, f: impl FnOnce(&mut Job)) -> Result<()> {
+        let (tx, persist) = {
+            let entries = lock(&self.inner.entries);
+            let e = entries
+                .get(id)
+                .ok_or_else(|| Error::JobNotFound { id: id.to_owned() })?;
+            (e.tx.clone(), e.persist.clone())
+        };
+        tx.send_modify(f);
+        persist.write(persist.stamp(&tx)).await
     }
 
     /// Whether a live job writes the backup `name` of `repository`.
@@ -194,12 +218,10 @@ impl Jobs {
         };
         ctx.start().await;
         tracing::info!("job started");
-        let out = tokio::select! {
-            r = run(ctx.clone()) => r,
-            // The run future notices cancellation at its own check points; this arm
-            // only fires when it is stuck waiting on something that ignores it.
-            _ = async { ctx.cancel.cancelled().await; tokio::time::sleep(Duration::from_secs(60)).await } => Err(Error::Cancelled),
-        };
+        // A cancelled job is never abandoned: it notices the cancel at its check
+        // points (between files, inside copies, in every wait), runs its cleanup,
+        // and only then ends `CANCELLED`.
+        let out = run(ctx.clone()).await;
         drop(permit);
         out
     }

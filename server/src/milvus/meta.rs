@@ -138,6 +138,21 @@ impl MilvusClient {
         .map(|_| ())
     }
 
+    /// Renames a collection within its database (2.2.9+).
+    pub(crate) async fn rename_collection(&self, db: &str, from: &str, to: &str) -> Result<()> {
+        let req = pb::RenameCollectionRequest {
+            db_name: db.to_owned(),
+            old_name: from.to_owned(),
+            new_name: to.to_owned(),
+            ..Default::default()
+        };
+        self.call("RenameCollection", db, req, |c, r| {
+            Box::pin(c.rename_collection(r))
+        })
+        .await
+        .map(|_| ())
+    }
+
     /// Partitions as names and ids.
     pub(crate) async fn show_partitions(
         &self,
@@ -280,6 +295,19 @@ impl MilvusClient {
             self.call("CreateAlias", db, req, |c, r| Box::pin(c.create_alias(r)))
                 .await,
         )
+    }
+
+    /// Points an existing alias at another collection.
+    pub(crate) async fn alter_alias(&self, db: &str, coll: &str, alias: &str) -> Result<()> {
+        let req = pb::AlterAliasRequest {
+            db_name: db.to_owned(),
+            collection_name: coll.to_owned(),
+            alias: alias.to_owned(),
+            ..Default::default()
+        };
+        self.call("AlterAlias", db, req, |c, r| Box::pin(c.alter_alias(r)))
+            .await
+            .map(|_| ())
     }
 
     /// Drops an alias.

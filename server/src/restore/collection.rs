@@ -3,11 +3,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use milvault_proto::milvault::v1::{CollectionReport, CollectionSchema, JobPhase, RestoreMethod};
+use milvault_proto::milvault::v1::{
+    CollectionReport, CollectionSchema, JobPhase, JobResource, ResourceKind, RestoreMethod,
+};
 
-use super::{Side, Task};
+use super::{Side, Target, Task};
 use crate::error::{Error, Result};
-use crate::milvus::types::{Created, NewCollection};
+use crate::milvus::types::NewCollection;
 use crate::selection::DEFAULT_DB;
 
 /// Field names and ids, sorted, for comparing a created collection with the backup.
@@ -56,15 +58,27 @@ fn check_rows(task: Task<'_>, restored: &BTreeMap<i64, i64>) -> Result<()> {
 }
 
 impl Side<'_> {
-    /// Restores one collection; `created` gets it once it exists.
+    /// Restores one collection under `build` (its own name, or a temporary one when
+    /// it replaces a collection); returns its report and the index of the job
+    /// resource that holds it.
     pub(super) async fn restore_collection(
         &self,
         task: Task<'_>,
-        exists: bool,
-        created: &mut Vec<(String, String)>,
-    ) -> Result<CollectionReport> {
+        build: &str,
+    ) -> Result<(CollectionReport, usize)> {
         let (client, ctx) = (self.client, self.ctx);
-        let (src, t, idx) = (task.src, task.target, task.idx);
+        let (src, idx) = (task.src, task.idx);
+        let final_name = task.target.collection.clone();
+        let built = Target {
+            source: task.target.source,
+            database: task.target.database.clone(),
+            collection: build.to_owned(),
+        };
+        let task = Task {
+            target: &built,
+            ..task
+        };
+        let t = task.target;
         let (db, name) = (t.database.as_str(), t.collection.as_str());
         ctx.phase(JobPhase::Creating, format!("{db}.{name}")).await;
         ctx.collection_phase(idx, JobPhase::Creating);
@@ -72,7 +86,7 @@ impl Side<'_> {
             database: src.database.clone(),
             collection: src.name.clone(),
             target_database: db.to_owned(),
-            target_collection: name.to_owned(),
+            target_collection: final_name,
             size_bytes: src.size_bytes,
             ..Default::default()
         };
@@ -97,15 +111,6 @@ impl Side<'_> {
                 ));
             }
         }
-        if exists {
-            for alias in client.list_aliases(db, name).await? {
-                client.drop_alias(db, &alias).await?;
-            }
-            client.drop_collection(db, name).await?;
-            report
-                .warnings
-                .push(format!("replaced the existing collection {db}.{name}"));
-        }
         if db != DEFAULT_DB && !client.list_databases().await?.iter().any(|d| d == db) {
             client.create_database(db).await?;
         }
@@ -114,6 +119,16 @@ impl Side<'_> {
             message: format!("collection {}.{} has no schema", src.database, src.name),
         })?;
         let partition_key = schema.fields.iter().any(|f| f.is_partition_key);
+        // Journaled before it exists: a failure, a cancel or a crash drops it again.
+        let resource = ctx
+            .hold(JobResource {
+                kind: ResourceKind::Collection as i32,
+                cluster: self.job.cluster.name.clone(),
+                database: db.to_owned(),
+                name: name.to_owned(),
+                ..Default::default()
+            })
+            .await;
         client
             .create_collection(&NewCollection {
                 database: db,
@@ -126,7 +141,6 @@ impl Side<'_> {
                 num_partitions: if partition_key { src.num_partitions } else { 0 },
             })
             .await?;
-        created.push((db.to_owned(), name.to_owned()));
 
         // Binlogs are matched to fields by id: the new collection must have the same ids.
         let got = field_ids(&client.describe_collection(db, name).await?.schema);
@@ -207,17 +221,6 @@ impl Side<'_> {
                 .push("indexes were not built (skip_indexes)".into());
         }
 
-        for alias in &src.aliases {
-            if client.create_alias(db, name, alias).await? == Created::Existed {
-                return Err(Error::AliasExists {
-                    cluster: self.job.cluster.name.clone(),
-                    database: db.to_owned(),
-                    alias: alias.clone(),
-                    owner: None,
-                });
-            }
-        }
-
         if src.loaded && !self.job.request.skip_load {
             ctx.collection_phase(idx, JobPhase::Loading);
             if let Err(e) = client.load(db, name).await {
@@ -226,6 +229,6 @@ impl Side<'_> {
                 ));
             }
         }
-        Ok(report)
+        Ok((report, resource))
     }
 }

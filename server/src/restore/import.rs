@@ -194,11 +194,12 @@ impl Side<'_> {
         for (file, key) in files {
             copies.push(async move {
                 self.ctx.check_cancelled()?;
-                let c = self
-                    .job
-                    .repository
-                    .copy_file_to(backup, file, dst, &key)
-                    .await?;
+                // A cancel stops the copy inside the file; the cleanup removes the rest.
+                let copy = self.job.repository.copy_file_to(backup, file, dst, &key);
+                let c = tokio::select! {
+                    r = copy => r?,
+                    _ = self.ctx.cancel_token().cancelled() => return Err(Error::Cancelled),
+                };
                 self.ctx.file_done(Some(task.idx), c.size);
                 Ok::<_, Error>(())
             });

@@ -12,12 +12,14 @@ mod import;
 mod plan;
 mod rows;
 mod staging;
+mod switch;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use milvault_proto::milvault::v1::{
-    BackupManifest, CollectionBackup, JobKind, JobPhase, RestoreBackupRequest, job,
+    BackupManifest, CollectionBackup, JobKind, JobPhase, JobResource, ResourceKind,
+    RestoreBackupRequest, job,
 };
 
 use crate::app::{App, Cluster};
@@ -48,6 +50,8 @@ pub(crate) struct RestoreJob {
     limits: LimitsConfig,
     /// Deadlines for waiting on Milvus.
     timeouts: TimeoutsConfig,
+    /// The server, for releasing what a failed job created.
+    app: Arc<App>,
 }
 
 /// The target side of a running restore: what every step of it works with.
@@ -68,7 +72,10 @@ pub(crate) struct Task<'a> {
 
 impl RestoreJob {
     /// Checks a request and prepares the job: names, manifest, plan, locks.
-    pub(crate) async fn prepare(app: &App, mut req: RestoreBackupRequest) -> Result<Submission> {
+    pub(crate) async fn prepare(
+        app: &Arc<App>,
+        mut req: RestoreBackupRequest,
+    ) -> Result<Submission> {
         validate_backup_name(&req.backup)?;
         let cluster = app.cluster(&req.cluster)?.clone();
         let repository = app.repository(&req.repository)?.clone();
@@ -99,6 +106,7 @@ impl RestoreJob {
             repository: repository.clone(),
             limits: app.config.limits.clone(),
             timeouts: app.config.timeouts.clone(),
+            app: app.clone(),
         });
         Ok(Submission {
             kind: JobKind::Restore,
@@ -117,7 +125,7 @@ impl RestoreJob {
         let client =
             MilvusClient::connect(&self.cluster.name, &self.cluster.config, &self.timeouts).await?;
         ctx.phase(JobPhase::Validating, "").await;
-        let existing = self.validate(&client).await?;
+        let checked = self.validate(&client, &ctx.id()).await?;
         let plan: Vec<CollectionPlan> = self
             .targets
             .iter()
@@ -133,44 +141,26 @@ impl RestoreJob {
             .collect();
         ctx.plan_collections(&plan);
 
-        // A restore of everything recreates every database, also those that held no
-        // collection; a filtered restore creates only the databases it writes into.
-        if self.request.collections.is_empty() && client.features().supports_databases() {
-            let have: BTreeSet<String> = client.list_databases().await?.into_iter().collect();
-            for db in &self.manifest.databases {
-                let target = self.target_database(&db.name);
-                if !have.contains(&target) {
-                    client.create_database(&target).await?;
-                }
-            }
-        }
-
         let side = Side {
             job: &self,
             ctx: &ctx,
             client: &client,
             staging: Staging::for_job(&self.cluster, &ctx.id()),
         };
-        let mut created: Vec<(String, String)> = Vec::new();
-        let result = side.restore_all(&existing, &mut created).await;
-
-        if let Err(e) = self.cluster.store.delete_prefix(side.staging.root()).await {
+        let result = side.restore_all(&checked).await;
+        let staging = side.staging.root().to_owned();
+        // Whatever happened, the staged files go; on failure or cancel, so does
+        // everything else this job created (never what existed before it).
+        if let Err(e) = &result {
+            tracing::warn!(error = %e, "restore failed; removing what it created");
+            ctx.phase(JobPhase::CleaningUp, "").await;
+            let notes = crate::cleanup::release(&self.app, &ctx.resources()).await;
+            ctx.cleaned(notes).await;
+        } else if let Err(e) = self.cluster.store.delete_prefix(&staging).await {
             ctx.warn(format!(
-                "could not remove staged files under {}: {e}",
-                side.staging.root()
+                "could not remove staged files under {staging}: {e}"
             ))
             .await;
-        }
-        if let Err(e) = &result {
-            for (db, coll) in created.iter().rev() {
-                tracing::warn!(db, coll, error = %e, "dropping a collection this failed restore created");
-                if let Err(drop_err) = client.drop_collection(db, coll).await {
-                    ctx.warn(format!(
-                        "could not drop partially restored {db}.{coll}: {drop_err}"
-                    ))
-                    .await;
-                }
-            }
         }
         result
     }
@@ -184,12 +174,12 @@ impl RestoreJob {
             .unwrap_or_else(|| db.to_owned())
     }
 
-    /// Checks every target before anything is written; returns the indexes of targets
-    /// that exist and will be replaced.
-    async fn validate(&self, client: &MilvusClient) -> Result<BTreeSet<usize>> {
+    /// Checks every target before anything is written: what the target cannot hold,
+    /// collections that exist, aliases; decides where each collection is built (a
+    /// temporary name when it replaces one) and what happens to each alias.
+    async fn validate(&self, client: &MilvusClient, job_id: &str) -> Result<Checked> {
         let features = client.features();
         let databases: BTreeSet<String> = client.list_databases().await?.into_iter().collect();
-        let mut existing = BTreeSet::new();
         // Everything a target cannot hold, for every collection, refused together.
         let mut cannot = Vec::new();
         for t in &self.targets {
@@ -210,7 +200,13 @@ impl RestoreJob {
                 metadata: vec![("cluster", self.cluster.name.clone())],
             });
         }
-        for (n, t) in self.targets.iter().enumerate() {
+        let short: String = job_id
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .take(8)
+            .collect();
+        let mut checked = Checked::default();
+        for t in &self.targets {
             let src = &self.manifest.collections[t.source];
             if t.database != DEFAULT_DB && !features.supports_databases() {
                 return Err(Error::unsupported(
@@ -224,22 +220,44 @@ impl RestoreJob {
                     &self.cluster.name,
                 ));
             }
-            if databases.contains(&t.database)
-                && client.has_collection(&t.database, &t.collection).await?
-            {
-                if !self.request.drop_existing {
-                    return Err(Error::CollectionExists {
-                        cluster: self.cluster.name.clone(),
-                        database: t.database.clone(),
-                        collection: t.collection.clone(),
-                    });
-                }
-                existing.insert(n);
+            let exists = databases.contains(&t.database)
+                && client.has_collection(&t.database, &t.collection).await?;
+            if exists && !self.request.drop_existing {
+                return Err(Error::CollectionExists {
+                    cluster: self.cluster.name.clone(),
+                    database: t.database.clone(),
+                    collection: t.collection.clone(),
+                });
             }
-            if features.supports_list_aliases() && databases.contains(&t.database) {
-                for alias in &src.aliases {
+            // A collection being replaced is built under a temporary name and takes
+            // the old one's place only once it is complete.
+            checked.build.push(if exists {
+                let base: String = t.collection.chars().take(200).collect();
+                format!("{base}_mvtmp_{short}")
+            } else {
+                t.collection.clone()
+            });
+            checked.replaces.push(exists);
+            let mut steps = Vec::new();
+            for alias in &src.aliases {
+                let action = if self.request.skip_aliases {
+                    AliasAction::Skip
+                } else if !(features.supports_list_aliases() && databases.contains(&t.database)) {
+                    AliasAction::Create
+                } else {
                     match client.describe_alias(&t.database, alias).await? {
-                        Some(owner) if owner != t.collection => {
+                        None => AliasAction::Create,
+                        Some(owner) if owner == t.collection => AliasAction::Keep,
+                        // Held by the collection this one was copied from: a copy
+                        // beside the original leaves it, or moves it when asked.
+                        Some(owner) if owner == src.name && t.collection != src.name => {
+                            if self.request.move_aliases {
+                                AliasAction::Move { from: owner }
+                            } else {
+                                AliasAction::Leave { owner }
+                            }
+                        }
+                        Some(owner) => {
                             return Err(Error::AliasExists {
                                 cluster: self.cluster.name.clone(),
                                 database: t.database.clone(),
@@ -247,23 +265,78 @@ impl RestoreJob {
                                 owner: Some(owner),
                             });
                         }
-                        _ => {}
                     }
-                }
+                };
+                steps.push(AliasStep {
+                    alias: alias.clone(),
+                    action,
+                });
             }
+            checked.aliases.push(steps);
         }
-        Ok(existing)
+        Ok(checked)
     }
 }
 
+/// What validation decided for every target (by index).
+#[derive(Default)]
+pub(crate) struct Checked {
+    /// The name each collection is built under.
+    build: Vec<String>,
+    /// Whether it replaces an existing collection.
+    replaces: Vec<bool>,
+    /// What happens to each of its backed-up aliases.
+    aliases: Vec<Vec<AliasStep>>,
+}
+
+/// One backed-up alias of a target.
+#[derive(Clone, Debug)]
+struct AliasStep {
+    alias: String,
+    action: AliasAction,
+}
+
+/// What a restore does with one alias, once everything else succeeded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum AliasAction {
+    /// Create it on the restored collection.
+    Create,
+    /// It already names the target (a replaced collection keeps it).
+    Keep,
+    /// Held by the collection the restore was copied from: left there (warning).
+    Leave { owner: String },
+    /// Held by that collection: moved to the restored copy (`move_aliases`).
+    Move { from: String },
+    /// Not restored (`skip_aliases`).
+    Skip,
+}
+
 impl Side<'_> {
-    /// Restores every target, then RBAC when asked; `created` collects the
-    /// collections made, for the cleanup of a failed job.
-    async fn restore_all(
-        &self,
-        existing: &BTreeSet<usize>,
-        created: &mut Vec<(String, String)>,
-    ) -> Result<()> {
+    /// Restores every target, then RBAC when asked, then switches replaced
+    /// collections and aliases: everything that touches what existed before the job
+    /// happens last, once all else succeeded.
+    async fn restore_all(&self, checked: &Checked) -> Result<()> {
+        // A restore of everything recreates every database, also those that held no
+        // collection; a filtered restore creates only the databases it writes into.
+        if self.job.request.collections.is_empty() && self.client.features().supports_databases() {
+            let have: BTreeSet<String> = self.client.list_databases().await?.into_iter().collect();
+            for db in &self.job.manifest.databases {
+                let target = self.job.target_database(&db.name);
+                if !have.contains(&target) {
+                    self.client.create_database(&target).await?;
+                }
+            }
+        }
+        self.ctx
+            .hold(JobResource {
+                kind: ResourceKind::Staging as i32,
+                cluster: self.job.cluster.name.clone(),
+                path: self.staging.root().to_owned(),
+                ..Default::default()
+            })
+            .await;
+        let mut reports = Vec::with_capacity(self.job.targets.len());
+        let mut held = Vec::with_capacity(self.job.targets.len());
         for (idx, target) in self.job.targets.iter().enumerate() {
             self.ctx.check_cancelled()?;
             let task = Task {
@@ -271,10 +344,9 @@ impl Side<'_> {
                 target,
                 src: &self.job.manifest.collections[target.source],
             };
-            let report = self
-                .restore_collection(task, existing.contains(&idx), created)
-                .await?;
-            self.ctx.report_collection(report).await;
+            let (report, resource) = self.restore_collection(task, &checked.build[idx]).await?;
+            reports.push(report);
+            held.push(resource);
             self.ctx.collection_done(idx);
         }
         if let Some(rbac) = self
@@ -296,6 +368,15 @@ impl Side<'_> {
                     .await;
             }
             self.ctx.report_rbac(report).await;
+        }
+        self.ctx.phase(JobPhase::Switching, "").await;
+        for (idx, target) in self.job.targets.iter().enumerate() {
+            self.ctx.check_cancelled()?;
+            self.switch(idx, target, checked, held[idx], &mut reports[idx])
+                .await?;
+        }
+        for report in reports {
+            self.ctx.report_collection(report).await;
         }
         Ok(())
     }

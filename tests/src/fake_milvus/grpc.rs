@@ -1219,6 +1219,18 @@ impl MilvusService for FakeMilvus {
         })
     }
 
+    async fn flush_all(&self, _r: Request<pb::FlushAllRequest>) -> R<pb::FlushAllResponse> {
+        self.record("FlushAll");
+        // Same availability as GetFlushAllState (2.2.5+); segments flush at once here.
+        if !self.behaviour.flush_all_state {
+            return Err(unimplemented("FlushAll"));
+        }
+        done(pb::FlushAllResponse {
+            status: ok(),
+            flush_all_ts: 42 << 18,
+        })
+    }
+
     async fn get_persistent_segment_info(
         &self,
         r: Request<pb::GetPersistentSegmentInfoRequest>,

@@ -794,6 +794,53 @@ impl MilvusService for FakeMilvus {
         success()
     }
 
+    async fn alter_alias(&self, r: Request<pb::AlterAliasRequest>) -> R<Status> {
+        self.record("AlterAlias");
+        let db = self.db_of(&r, &r.get_ref().db_name);
+        let req = r.into_inner();
+        let b = self.behaviour.clone();
+        let mut m = self.lock();
+        if m.find(&db, &req.collection_name).is_none() {
+            return failed(b.collection_not_found(&db, &req.collection_name));
+        }
+        let held = m
+            .collections
+            .iter()
+            .any(|c| c.db == db && c.aliases.contains(&req.alias));
+        if !held {
+            return failed(b.unexpected(format!(
+                "failed to alter alias, alias does not exist: {}",
+                req.alias
+            )));
+        }
+        for c in m.collections.iter_mut().filter(|c| c.db == db) {
+            c.aliases.retain(|a| *a != req.alias);
+        }
+        if let Some(c) = m.find_mut(&db, &req.collection_name) {
+            c.aliases.push(req.alias);
+        }
+        success()
+    }
+
+    async fn rename_collection(&self, r: Request<pb::RenameCollectionRequest>) -> R<Status> {
+        self.record("RenameCollection");
+        let db = self.db_of(&r, &r.get_ref().db_name);
+        let req = r.into_inner();
+        let b = self.behaviour.clone();
+        let mut m = self.lock();
+        if m.find(&db, &req.new_name).is_some() {
+            return failed(b.unexpected(format!(
+                "duplicated new collection name default:{} with other collection name or alias",
+                req.new_name
+            )));
+        }
+        let Some(c) = m.find_mut(&db, &req.old_name) else {
+            return failed(b.collection_not_found(&db, &req.old_name));
+        };
+        c.name = req.new_name;
+        success()
+    }
+
     async fn drop_alias(&self, r: Request<pb::DropAliasRequest>) -> R<Status> {
         self.record("DropAlias");
         let db = self.db_of(&r, &r.get_ref().db_name);

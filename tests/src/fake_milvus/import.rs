@@ -9,10 +9,10 @@ use milvault_proto::milvus::common::{ErrorCode, ImportState};
 use milvault_proto::milvus::milvus as pb;
 use tonic::{Request, Response, Status as GrpcStatus};
 
-use super::FakeMilvus;
 use super::files::{self, ImportError, ImportTarget, SegmentAt};
 use super::grpc::{done, failed, kv, now_secs, ok};
 use super::model::{FileIds, Outcome, Seg, SegLevel, SegState, Task};
+use super::{FakeMilvus, Fault};
 
 type R<T> = Result<Response<T>, GrpcStatus>;
 
@@ -279,6 +279,15 @@ impl FakeMilvus {
         let b = self.behaviour.clone();
         let mut m = self.lock();
         let fault = m.import_rows_fault();
+        let held = m.faults.contains(&Fault::HoldImports);
+        if held && m.tasks.contains_key(&id) {
+            return done(pb::GetImportStateResponse {
+                status: ok(),
+                id,
+                state: ImportState::ImportStarted as i32,
+                ..Default::default()
+            });
+        }
         let Some(task) = m.tasks.get_mut(&id) else {
             return failed(b.unexpected(format!("import task id {id} doesn't exist")));
         };

@@ -253,6 +253,9 @@ pub enum Fault {
     /// The disk quota is exhausted: imports are refused unless the version honours
     /// `skip_disk_quota_check=true` and it is sent.
     DiskQuotaExceeded,
+    /// Import tasks stay `Started` (they never finish) while this fault is in force:
+    /// for cancelling or killing a job in the middle of an import.
+    HoldImports,
 }
 
 /// Started endpoints.
@@ -521,6 +524,24 @@ impl FakeMilvus {
     pub fn has_collection(&self, db: &str, name: &str) -> bool {
         let db = model::db_name(&self.behaviour, db);
         self.lock().find(&db, name).is_some()
+    }
+
+    /// Names of every collection, in every database.
+    pub fn collection_names(&self) -> Vec<String> {
+        self.lock()
+            .collections
+            .iter()
+            .map(|c| c.name.clone())
+            .collect()
+    }
+
+    /// The collection an alias names, if the alias exists.
+    pub fn alias_target(&self, alias: &str) -> Option<String> {
+        self.lock()
+            .collections
+            .iter()
+            .find(|c| c.aliases.iter().any(|a| a == alias))
+            .map(|c| c.name.clone())
     }
 
     /// Loads or releases a collection (as `LoadCollection`/`ReleaseCollection` would).

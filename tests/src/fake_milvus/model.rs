@@ -420,7 +420,7 @@ impl Model {
             .iter()
             .map(|f| match f {
                 Fault::ImportRowsOffBy(n) => *n,
-                Fault::DiskQuotaExceeded => 0,
+                Fault::DiskQuotaExceeded | Fault::HoldImports => 0,
             })
             .sum()
     }

@@ -49,21 +49,21 @@ fn page_size(requested: i32) -> Result<usize> {
     }
 }
 
-/// Cuts one page out of `items` (sorted by `key`), after the token's key.
+/// Cuts one page out of `items` (in list order), after the item whose key is
+/// `after`; returns the page and the key to continue after (empty at the end).
 fn paginate<T>(
     items: Vec<T>,
     key: impl Fn(&T) -> String,
     size: usize,
-    token: &str,
+    after: Option<&str>,
 ) -> (Vec<T>, String) {
-    let start = if token.is_empty() {
-        0
-    } else {
-        items
+    let start = match after {
+        None => 0,
+        Some(after) => items
             .iter()
-            .position(|i| key(i) == token)
+            .position(|i| key(i) == after)
             .map(|p| p + 1)
-            .unwrap_or(items.len())
+            .unwrap_or(items.len()),
     };
     let page: Vec<T> = items.into_iter().skip(start).take(size + 1).collect();
     if page.len() > size {
@@ -164,7 +164,13 @@ impl BackupService for Api {
         let size = page_size(req.page_size)?;
         let repository = self.app.repository(&req.repository)?;
         let names = repository.backup_names().await?;
-        let (page, next) = paginate(names, |n| n.clone(), size, &req.page_token);
+        let after = self.app.pager.open("backups", &req.page_token)?;
+        let (page, next) = paginate(names, |n| n.clone(), size, after.as_deref());
+        let next = if next.is_empty() {
+            next
+        } else {
+            self.app.pager.issue("backups", &next)
+        };
         let mut backups = Vec::with_capacity(page.len());
         for name in page {
             let in_progress = self.app.jobs.backup_in_progress(repository.name(), &name);
@@ -230,12 +236,18 @@ impl BackupService for Api {
     ) -> std::result::Result<Response<ListJobsResponse>, Status> {
         let req = req.into_inner();
         let size = page_size(req.page_size)?;
+        let after = self.app.pager.open("jobs", &req.page_token)?;
         let (jobs, next) = paginate(
             self.app.jobs.list(),
             |j| j.id.clone(),
             size,
-            &req.page_token,
+            after.as_deref(),
         );
+        let next = if next.is_empty() {
+            next
+        } else {
+            self.app.pager.issue("jobs", &next)
+        };
         Ok(Response::new(ListJobsResponse {
             jobs,
             next_page_token: next,
@@ -282,12 +294,12 @@ mod tests {
     #[test]
     fn pages_follow_tokens() {
         let items: Vec<String> = (0..5).map(|i| format!("b{i}")).collect();
-        let (p1, t1) = paginate(items.clone(), |s| s.clone(), 2, "");
+        let (p1, t1) = paginate(items.clone(), |s| s.clone(), 2, None);
         assert_eq!(p1, vec!["b0", "b1"]);
         assert_eq!(t1, "b1");
-        let (p2, t2) = paginate(items.clone(), |s| s.clone(), 2, &t1);
+        let (p2, t2) = paginate(items.clone(), |s| s.clone(), 2, Some(&t1));
         assert_eq!(p2, vec!["b2", "b3"]);
-        let (p3, t3) = paginate(items, |s| s.clone(), 2, &t2);
+        let (p3, t3) = paginate(items, |s| s.clone(), 2, Some(&t2));
         assert_eq!(p3, vec!["b4"]);
         assert!(t3.is_empty());
         assert!(page_size(-1).is_err());

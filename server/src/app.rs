@@ -31,6 +31,8 @@ pub struct App {
     pub(crate) repositories: BTreeMap<String, Repository>,
     /// Job registry.
     pub(crate) jobs: Jobs,
+    /// Issues and checks page tokens.
+    pub(crate) pager: crate::page::Pager,
 }
 
 fn known<T>(m: &BTreeMap<String, T>) -> String {
@@ -101,6 +103,7 @@ impl App {
             clusters,
             repositories,
             jobs,
+            pager: crate::page::Pager::new(),
         }))
     }
 

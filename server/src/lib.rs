@@ -33,6 +33,7 @@ pub mod error;
 mod export;
 mod jobs;
 mod milvus;
+mod page;
 mod poll;
 mod rbac;
 mod repository;

@@ -54,11 +54,34 @@ pub(crate) fn plan_targets(
                 format!("{from:?} is not a collection of backup {:?}", manifest.name),
             ));
         }
+        if !manifest
+            .collections
+            .iter()
+            .any(|c| key(&c.database, &c.name) == from && filter.matches(&c.database, &c.name))
+        {
+            return Err(Error::invalid(
+                "rename",
+                format!("{from:?} is not among the collections this restore selects"),
+            ));
+        }
         renames.insert(from, (to_db, to_name));
     }
     for (from, to) in &spec.database_map {
         validate_milvus_name("database map source", from)?;
         validate_milvus_name("database map target", to)?;
+        // A map must apply to something restored: a selected collection's database,
+        // or (restoring everything) one of the backup's databases.
+        let used = manifest
+            .collections
+            .iter()
+            .any(|c| &c.database == from && filter.matches(&c.database, &c.name))
+            || (filter.is_all() && manifest.databases.iter().any(|d| &d.name == from));
+        if !used {
+            return Err(Error::invalid(
+                "database map",
+                format!("database {from:?} is not among what this restore selects"),
+            ));
+        }
     }
     if !spec.suffix.is_empty()
         && !spec
@@ -153,6 +176,27 @@ mod tests {
             .map(|t| format!("{}.{}", t.database, t.collection))
             .collect();
         assert_eq!(names, vec!["default.a_r", "default.bee", "db2.a_r"]);
+    }
+
+    #[test]
+    fn maps_and_renames_must_apply_to_what_is_selected() {
+        let mut spec = RestoreBackupRequest {
+            collections: vec!["db1.*".into()],
+            ..Default::default()
+        };
+        spec.renames.insert("a".into(), "x".into());
+        let err = plan_targets(&manifest(), &spec).expect_err("rename not selected");
+        assert_eq!(err.reason().as_str(), "INVALID_ARGUMENT");
+        let mut spec = RestoreBackupRequest {
+            collections: vec!["db1.*".into()],
+            ..Default::default()
+        };
+        spec.database_map.insert("default".into(), "d2".into());
+        let err = plan_targets(&manifest(), &spec).expect_err("map not selected");
+        assert_eq!(err.reason().as_str(), "INVALID_ARGUMENT");
+        spec.database_map.clear();
+        spec.database_map.insert("db1".into(), "d2".into());
+        assert_eq!(plan_targets(&manifest(), &spec).expect("plan").len(), 1);
     }
 
     #[test]

@@ -17,8 +17,10 @@
 //! (`http://user:pass@host`) are taken out of it when the configuration is loaded:
 //! a cluster `address`'s become its `username`/`password`, a `management` or
 //! `otlp_endpoint` URL's are kept aside and sent as HTTP basic authentication, so the
-//! addresses the server shows, logs and writes into manifests carry none. A storage
-//! option that is a URL is shown with its credentials replaced ([`redact_url`]).
+//! addresses the server shows, logs and writes into manifests carry none. Storage
+//! options are passed to OpenDAL, which logs its endpoint as given: a storage URL
+//! with credentials is refused (the scheme's key options carry them), and storage
+//! URLs are shown with secret query parameters replaced ([`redact_url`]).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -754,6 +756,28 @@ impl Config {
                 ));
             }
         }
+        let storages = self
+            .clusters
+            .iter()
+            .map(|(n, c)| (format!("clusters.{n}"), &c.storage))
+            .chain(
+                self.repositories
+                    .iter()
+                    .map(|(n, r)| (format!("repositories.{n}"), &r.storage)),
+            );
+        for (owner, storage) in storages {
+            for (key, value) in &storage.options {
+                if userinfo_parts(value).is_some() {
+                    return Err(Error::invalid(
+                        "config",
+                        format!(
+                            "{owner}.storage.{key} carries credentials inside its URL ({}): storage libraries log endpoints as they are; give them as the scheme's own options (access_key_id/secret_access_key, username/password, ...)",
+                            redact_url(value)
+                        ),
+                    ));
+                }
+            }
+        }
         if self.limits.copy_concurrency == 0 || self.limits.import_concurrency == 0 {
             return Err(Error::invalid("config", "limits must be at least 1"));
         }
@@ -889,7 +913,7 @@ storage = { scheme = "fs", root = "/var/backups/milvault/" }
 [clusters.a]
 address = "https://alice:p%40ss@milvus.example:19530"
 management = "http://ops:mgmt-pw@milvus.example:9091/"
-storage = { scheme = "s3", bucket = "b", endpoint = "http://minio:minio-pw@minio:9000/?x-sig=1&token=tok-pw" }
+storage = { scheme = "s3", bucket = "b", endpoint = "http://minio:9000/?x-sig=1&token=tok-pw" }
 [telemetry]
 otlp_endpoint = "https://tenant:otlp-pw@collector:4317"
 "#;
@@ -913,12 +937,24 @@ otlp_endpoint = "https://tenant:otlp-pw@collector:4317"
         );
         assert_eq!(
             a.storage.redacted()["endpoint"],
-            "http://<redacted>@minio:9000/?x-sig=1&token=<redacted>"
+            "http://minio:9000/?x-sig=1&token=<redacted>"
         );
         let shown = format!("{c:?}");
-        for secret in ["p@ss", "p%40ss", "mgmt-pw", "minio-pw", "tok-pw", "otlp-pw"] {
+        for secret in ["p@ss", "p%40ss", "mgmt-pw", "tok-pw", "otlp-pw"] {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
+        // Storage libraries log their endpoint verbatim: credentials there are refused.
+        let in_storage = text.replace("http://minio:9000/", "http://minio:minio-pw@minio:9000/");
+        let err = Config::from_toml(&in_storage).expect_err("credentials in a storage URL");
+        assert!(
+            err.to_string().contains("clusters.a.storage.endpoint"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("minio-pw"), "{err}");
+        assert_eq!(
+            redact_url("http://minio:minio-pw@minio:9000/"),
+            "http://<redacted>@minio:9000/"
+        );
     }
 
     #[test]

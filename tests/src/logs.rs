@@ -56,14 +56,16 @@ impl<'a> MakeWriter<'a> for Logs {
     }
 }
 
-/// Installs a global subscriber at `filter` (e.g. `debug`) writing into a buffer
-/// (once per test process; nextest runs every test in its own).
+/// Installs the server's own subscriber ([`milvault_server::telemetry`], with its
+/// filters) at `filter` (e.g. `debug`), writing into a buffer (once per test
+/// process; nextest runs every test in its own).
 pub fn capture(filter: &str) -> Logs {
     let logs = Logs::default();
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(false)
-        .with_writer(logs.clone())
-        .try_init();
+    let mut config = milvault_server::config::TelemetryConfig::default();
+    config.log_filter = filter.to_owned();
+    if let Ok(guard) = milvault_server::telemetry::init_with_writer(&config, logs.clone(), false) {
+        // Kept for the life of the test process: the subscriber is global.
+        std::mem::forget(guard);
+    }
     logs
 }

@@ -1,11 +1,13 @@
 //! Secrets never show. A configuration full of known secret strings — a cluster
 //! password, a Milvus token, credentials inside a cluster address, a management URL,
-//! a storage endpoint and the OTLP endpoint, storage secret keys, the service's own
+//! and the OTLP endpoint, storage secret keys, the service's own
 //! bearer token — runs every kind of job against real Milvus 2.3.5 (A; its
 //! authentication is off, so the secrets are configured and sent but not checked):
 //! backup (from a password, a URL-credentials and a token cluster), verify, deep
 //! verify, export, restore, delete, and two that fail (an unreachable cluster whose
-//! address carries credentials, a repository whose endpoint does). Then the server's
+//! address carries credentials; a backup into an S3 repository with a secret key and
+//! no bucket, refused at once);
+//! credentials inside a storage endpoint are refused at load. Then the server's
 //! logs at debug level, every job record (GetJob and ListJobs as JSON), the
 //! manifests and every other file the server wrote (repository, export, job
 //! journal), GetServerInfo, `Debug` of the configuration and the binary's
@@ -82,13 +84,23 @@ fn assert_files_clean(dir: &Path) -> anyhow::Result<usize> {
     let mut checked = 0;
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d)? {
+        let entries = match std::fs::read_dir(&d) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(anyhow::anyhow!("{}: {e}", d.display())),
+        };
+        for entry in entries {
             let path = entry?.path();
             if path.is_dir() {
                 stack.push(path);
                 continue;
             }
-            let bytes = std::fs::read(&path)?;
+            let bytes = match std::fs::read(&path) {
+                Ok(b) => b,
+                // Removed while we walked (a temporary file): nothing left to leak.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(anyhow::anyhow!("{}: {e}", path.display())),
+            };
             for n in needles() {
                 let found = bytes.windows(n.len()).any(|w| w == n.as_bytes());
                 assert!(!found, "secret {n:?} appears in {}", path.display());
@@ -106,7 +118,7 @@ fn with_credentials(url: &str, user: &str, password: &str) -> String {
 
 /// The configuration: clusters `a` (password), `a_url` (credentials in the address),
 /// `a_token` (token) on Milvus A, `down` (nothing listens), repositories `local` and
-/// `s3bad` (credentials in its endpoint, a wrong secret key).
+/// `s3bad` (a secret key, a bucket that does not exist).
 fn config(env: &TestEnv, state: &Path, repo: &Path, down_root: &Path, password: bool) -> String {
     format!(
         r#"
@@ -140,7 +152,7 @@ storage = {{ scheme = "fs", root = "{down_root}" }}
 storage = {{ scheme = "fs", root = "{repo}", sas_token = "{SAS}" }}
 
 [repositories.s3bad]
-storage = {{ scheme = "s3", endpoint = "{s3}", bucket = "milvault-repo", root = "/secrets-test", region = "{region}", access_key_id = "{ak}", secret_access_key = "{STORAGE_SECRET}" }}
+storage = {{ scheme = "s3", endpoint = "{s3}", bucket = "no-such-bucket-milvault", root = "/secrets-test", region = "{region}", access_key_id = "{ak}", secret_access_key = "{STORAGE_SECRET}" }}
 
 [telemetry]
 otlp_endpoint = "http://otel:{OTLP_PASSWORD}@127.0.0.1:1"
@@ -158,7 +170,7 @@ otlp_endpoint = "http://otel:{OTLP_PASSWORD}@127.0.0.1:1"
         down = with_credentials("http://127.0.0.1:1", "root", DOWN_PASSWORD),
         down_root = down_root.display(),
         repo = repo.display(),
-        s3 = with_credentials(&env.s3_endpoint, "minio", ENDPOINT_PASSWORD),
+        s3 = env.s3_endpoint,
         region = env.s3_region,
         ak = env.s3_access_key,
     )
@@ -185,12 +197,37 @@ async fn no_secret_reaches_logs_jobs_manifests_or_answers() -> anyhow::Result<()
         "Debug of the configuration",
         &format!("{:?}", Config::from_toml(&toml)?),
     );
+    // OpenDAL logs a storage endpoint as given: credentials inside one are refused,
+    // and the refusal does not repeat them.
+    let in_endpoint = toml.replace(
+        &format!("endpoint = \"{}\"", env.s3_endpoint),
+        &format!(
+            "endpoint = \"{}\"",
+            with_credentials(&env.s3_endpoint, "minio", ENDPOINT_PASSWORD)
+        ),
+    );
+    assert_ne!(in_endpoint, toml);
+    let refused = Config::from_toml(&in_endpoint)
+        .map(|_| ())
+        .expect_err("refused");
+    assert!(
+        refused
+            .to_string()
+            .contains("repositories.s3bad.storage.endpoint"),
+        "{refused}"
+    );
+    assert_clean(
+        "the refusal of a storage URL with credentials",
+        &refused.to_string(),
+    );
     let (state_dir, repo_dir, export_dir) = (
         state.path().to_owned(),
         repo.path().to_owned(),
         export.path().to_owned(),
     );
-    let server = TestServer::start_with(&toml, vec![state, repo, down, export]).await?;
+    // The folders outlive the server: they are searched after it stopped.
+    let _dirs = (state, repo, down, export);
+    let server = TestServer::start_with(&toml, vec![]).await?;
     let client = Client::connect_with(&server.endpoint, Some(SERVICE_TOKEN)).await?;
 
     let info = client.server_info().await?;
@@ -216,7 +253,6 @@ async fn no_secret_reaches_logs_jobs_manifests_or_answers() -> anyhow::Result<()
         (backup(&bk1, "a", "local"), true),
         (backup(&bk2, "a_token", "local"), true),
         (backup(&unique("secbk"), "down", "local"), false),
-        (backup(&unique("secbk"), "a", "s3bad"), false),
     ] {
         let job = client.create_backup(req).await?;
         answers.push(json(&job)?);
@@ -227,6 +263,14 @@ async fn no_secret_reaches_logs_jobs_manifests_or_answers() -> anyhow::Result<()
     let down_error = jobs[2].error.clone().unwrap_or_default();
     assert_eq!(down_error.reason, "MILVUS_UNAVAILABLE", "{down_error:?}");
     assert!(down_error.message.contains("127.0.0.1:1"), "{down_error:?}");
+    // The S3 repository with the secret key has no bucket: the request is refused
+    // with OpenDAL's error (its request, its context), which must not carry the key.
+    let refused = client
+        .create_backup(backup(&unique("secbk"), "a", "s3bad"))
+        .await
+        .expect_err("no bucket");
+    assert!(refused.to_string().contains("s3bad"), "{refused}");
+    answers.push(format!("{refused} {:?}", refused.metadata()));
 
     for name in [&bk1, &bk2] {
         let got = client
@@ -475,6 +519,36 @@ async fn the_binary_shows_and_logs_no_secret() -> anyhow::Result<()> {
             String::from_utf8_lossy(&out.stderr)
         ),
     );
+    // The S3 repository's signer loads the secret key (and would log it at debug).
+    let out = cli(
+        &endpoint,
+        &[
+            "--token",
+            SERVICE_TOKEN,
+            "backup",
+            "create",
+            &unique("secbk"),
+            "--cluster",
+            "a",
+            "--repository",
+            "s3bad",
+        ],
+    )
+    .await?;
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_clean(
+        "a refused request in the CLI",
+        &format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    );
     if let Some(pid) = child.id() {
         let _ = tokio::process::Command::new("kill")
             .args(["-TERM", &pid.to_string()])
@@ -484,6 +558,7 @@ async fn the_binary_shows_and_logs_no_secret() -> anyhow::Result<()> {
     let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
     let logged = tokio::time::timeout(Duration::from_secs(10), reader).await??;
     assert!(logged.contains("configuration"), "{logged}");
+    assert!(logged.contains("no-such-bucket-milvault"), "{logged}");
     assert_clean("the binary's logs", &logged);
     Ok(())
 }

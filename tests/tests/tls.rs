@@ -125,7 +125,13 @@ async fn the_sdk_verifies_the_server_certificate() -> anyhow::Result<()> {
         );
     }
     let out = tokio::process::Command::new(&grpcurl)
-        .args(["-plaintext", &addr, "grpc.health.v1.Health/Check"])
+        .args([
+            "-plaintext",
+            "-connect-timeout",
+            "3",
+            &addr,
+            "grpc.health.v1.Health/Check",
+        ])
         .output()
         .await?;
     assert!(

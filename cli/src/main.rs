@@ -110,10 +110,14 @@ enum BackupCmd {
         /// Include users, roles and grants.
         #[arg(long)]
         rbac: bool,
+        /// Incremental: reference the unchanged files of this backup instead of
+        /// copying them ("latest": the newest complete backup of the cluster).
+        #[arg(long, default_value = "")]
+        base: String,
         #[command(flatten)]
         wait: WaitArgs,
     },
-    /// List backups.
+    /// List backups (incomplete ones with their age).
     List {
         /// Repository.
         #[arg(long, default_value = "")]
@@ -315,6 +319,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             repository,
             collections,
             rbac,
+            base,
             wait,
         }) => {
             let req = pb::CreateBackupRequest {
@@ -323,6 +328,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 repository,
                 collections: split_list(&collections),
                 include_rbac: rbac,
+                base,
             };
             let job = client.create_backup(req).await?;
             return follow(&client, job, &wait, format).await;

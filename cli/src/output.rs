@@ -166,20 +166,47 @@ pub(crate) fn backups(backups: &[pb::Backup], format: Format) {
         return json(&backups.to_vec());
     }
     println!(
-        "{:<30}  {:<11}  {:<8}  {:>6}  {:>10}  {:>12}",
-        "NAME", "STATE", "MILVUS", "COLLS", "SIZE", "ROWS"
+        "{:<30}  {:<11}  {:<8}  {:>6}  {:>10}  {:>12}  {:<20}",
+        "NAME", "STATE", "MILVUS", "COLLS", "SIZE", "ROWS", "BASE / AGE"
     );
     for b in backups {
         let s = b.summary.unwrap_or_default();
+        let complete = b.state == pb::BackupState::Complete as i32;
+        let extra = if complete {
+            b.base.clone()
+        } else if b.age_seconds > 0 {
+            format!("started {} ago", age(b.age_seconds))
+        } else {
+            "age unknown".to_owned()
+        };
         println!(
-            "{:<30}  {:<11}  {:<8}  {:>6}  {:>10}  {:>12}",
+            "{:<30}  {:<11}  {:<8}  {:>6}  {:>10}  {:>12}  {:<20}",
             b.name,
             backup_state(b.state),
             b.milvus_version,
             s.collection_count,
-            bytes(s.size_bytes),
-            s.row_count
+            if complete {
+                bytes(s.size_bytes)
+            } else {
+                String::new()
+            },
+            if complete {
+                s.row_count.to_string()
+            } else {
+                String::new()
+            },
+            extra
         );
+    }
+}
+
+/// A duration in seconds, in its largest sensible unit.
+fn age(secs: i64) -> String {
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
     }
 }
 
@@ -191,6 +218,14 @@ pub(crate) fn backup(b: &pb::Backup, format: Format) {
     println!("backup     {}", b.name);
     println!("repository {}", b.repository);
     println!("state      {}", backup_state(b.state));
+    if b.state != pb::BackupState::Complete as i32 && b.age_seconds > 0 {
+        println!(
+            "started    {} ago by job {} (cluster {})",
+            age(b.age_seconds),
+            b.job_id,
+            b.cluster
+        );
+    }
     let Some(m) = &b.manifest else { return };
     if let Some(src) = &m.source {
         println!(
@@ -208,6 +243,24 @@ pub(crate) fn backup(b: &pb::Backup, format: Format) {
         bytes(s.size_bytes),
         s.file_count
     );
+    if !m.base.is_empty() || s.referenced_files > 0 {
+        let holders: Vec<&str> = m.references.iter().map(|r| r.name.as_str()).collect();
+        println!(
+            "increment  on {}: copied {} in {} files, referenced {} in {} files of {}",
+            if m.base.is_empty() { "-" } else { &m.base },
+            bytes(s.copied_bytes),
+            s.copied_files,
+            bytes(s.referenced_bytes),
+            s.referenced_files,
+            holders.join(", ")
+        );
+    } else {
+        println!(
+            "copied     {} in {} files (full backup)",
+            bytes(s.copied_bytes),
+            s.copied_files
+        );
+    }
     let dbs: Vec<&str> = m.databases.iter().map(|d| d.name.as_str()).collect();
     println!("databases  {}", dbs.join(", "));
     if let Some(r) = &m.rbac {

@@ -19,10 +19,12 @@ use tonic::{Request, Response, Status};
 
 use crate::app::App;
 use crate::backup::BackupJob;
+use crate::catalog::Entry;
 use crate::delete::DeleteJob;
 use crate::error::{Error, Result};
 use crate::export::ExportJob;
 use crate::jobs::Submission;
+use crate::repository::{complete_view, incomplete_view};
 use crate::restore::RestoreJob;
 use crate::selection::validate_backup_name;
 use crate::verify::VerifyJob;
@@ -150,7 +152,11 @@ impl BackupService for Api {
             }
             .into());
         }
-        let backup = repository.describe(&req.name, in_progress, true).await?;
+        let mut backup = repository.describe(&req.name, in_progress, true).await?;
+        // Password hashes stay in the repository for restores, never in an answer.
+        if let Some(m) = backup.manifest.as_mut() {
+            crate::rbac::redact(m);
+        }
         Ok(Response::new(GetBackupResponse {
             backup: Some(backup),
         }))
@@ -163,19 +169,37 @@ impl BackupService for Api {
         let req = req.into_inner();
         let size = page_size(req.page_size)?;
         let repository = self.app.repository(&req.repository)?;
-        let names = repository.backup_names().await?;
         let after = self.app.pager.open("backups", &req.page_token)?;
-        let (page, next) = paginate(names, |n| n.clone(), size, after.as_deref());
+        // From memory: see catalog.rs for how it is kept true.
+        let listing = crate::catalog::snapshot(repository).await?;
+        let names: Vec<&String> = listing
+            .entries
+            .iter()
+            .filter(|(_, e)| !matches!(e, Entry::Retained))
+            .map(|(n, _)| n)
+            .collect();
+        let (page, next) = paginate(names, |n| (*n).clone(), size, after.as_deref());
         let next = if next.is_empty() {
             next
         } else {
             self.app.pager.issue("backups", &next)
         };
-        let mut backups = Vec::with_capacity(page.len());
-        for name in page {
-            let in_progress = self.app.jobs.backup_in_progress(repository.name(), &name);
-            backups.push(repository.describe(&name, in_progress, false).await?);
-        }
+        let backups = page
+            .into_iter()
+            .filter_map(|name| {
+                let view = match listing.entries.get(name)? {
+                    Entry::Complete(m) => complete_view(repository.name(), m),
+                    Entry::Incomplete(started) => incomplete_view(
+                        repository.name(),
+                        name,
+                        self.app.jobs.backup_in_progress(repository.name(), name),
+                        started.as_ref(),
+                    ),
+                    Entry::Retained => return None,
+                };
+                Some(view)
+            })
+            .collect();
         Ok(Response::new(ListBackupsResponse {
             backups,
             next_page_token: next,

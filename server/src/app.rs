@@ -80,9 +80,10 @@ pub async fn recover(app: Arc<App>) {
 impl App {
     /// Builds storages and opens the job journal.
     pub fn new(config: Config) -> Result<Arc<Self>> {
+        let resilience = config.timeouts.storage();
         let mut clusters = BTreeMap::new();
         for (name, c) in &config.clusters {
-            let store = Store::new(format!("cluster {name}"), &c.storage)?;
+            let store = Store::open(format!("cluster {name}"), &c.storage, &resilience)?;
             clusters.insert(
                 name.clone(),
                 Cluster {
@@ -94,8 +95,15 @@ impl App {
         }
         let mut repositories = BTreeMap::new();
         for (name, r) in &config.repositories {
-            let store = Store::new(format!("repository {name}"), &r.storage)?;
-            repositories.insert(name.clone(), Repository::new(name.clone(), store));
+            let store = Store::open(format!("repository {name}"), &r.storage, &resilience)?;
+            repositories.insert(
+                name.clone(),
+                Repository::with_listing_refresh(
+                    name.clone(),
+                    store,
+                    std::time::Duration::from_secs(r.listing_refresh_secs),
+                ),
+            );
         }
         let jobs = Jobs::open(&config.server.state_dir, config.server.max_running_jobs)?;
         Ok(Arc::new(Self {

@@ -1,5 +1,6 @@
-//! The backup job: describe → flush → pause GC → list segment files → copy (bounded,
-//! hashed) → write the manifest last.
+//! The backup job: describe → flush → pause GC → list segment files → re-read
+//! partitions and indexes → copy (bounded, hashed; or reference a base's copy) →
+//! count rows → write the manifest last, then its catalog entry.
 //!
 //! The segment list is taken once, after the flush, and exactly those files are copied:
 //! compaction may retire segments meanwhile, but their files stay on storage for
@@ -11,16 +12,19 @@ use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 use milvault_proto::milvault::v1::{
-    BackupFile, BackupManifest, BackupSummary, CollectionBackup, CollectionReport,
+    BackupFile, BackupManifest, BackupStart, BackupSummary, CollectionBackup, CollectionReport,
     CreateBackupRequest, DataType, DatabaseBackup, JobKind, JobPhase, JobResource, RbacReport,
     ResourceKind, RowCheck, RowCheckMethod, SegmentBackup, SourceInfo, job,
 };
 
 use crate::app::{App, Cluster};
+use crate::catalog::{self, Entry};
 use crate::config::TimeoutsConfig;
 use crate::error::{Error, Result};
+use crate::incremental::{Base, LATEST, latest_of};
 use crate::jobs::{CollectionPlan, JobCtx, Lock, Submission, now};
 use crate::milvus::management::GcPauseGuard;
+use crate::milvus::rest::{DescribedSegment, Describer};
 use crate::milvus::types::{SegmentInfo, SegmentLevel, SegmentState};
 use crate::milvus::{GcPause, MilvusClient, PkField};
 use crate::repository::{FORMAT_VERSION, Repository, segment_files};
@@ -44,6 +48,10 @@ pub(crate) struct BackupJob {
     timeouts: TimeoutsConfig,
     /// The server, for releasing what a failed job created.
     app: Arc<App>,
+    /// The backup this one is incremental against.
+    base: Option<Base>,
+    /// Said in the job when `--base latest` found nothing to build on.
+    base_note: Option<String>,
 }
 
 /// One file to copy.
@@ -53,6 +61,15 @@ struct Planned {
     segment: i64,
     source_key: String,
     size: u64,
+}
+
+/// What the copy step did, for the summary.
+#[derive(Default)]
+struct Transfer {
+    copied_bytes: u64,
+    copied_files: u64,
+    referenced_bytes: u64,
+    referenced_files: u64,
 }
 
 impl BackupJob {
@@ -75,6 +92,20 @@ impl BackupJob {
         }
         req.cluster = cluster.name.clone();
         req.repository = repository.name().to_owned();
+        let (base, base_note) = resolve_base(&repository, &cluster.name, &req.base).await?;
+        req.base = base
+            .as_ref()
+            .map(|b| b.name().to_owned())
+            .unwrap_or_default();
+        let mut locks = vec![Lock::backup_writer(repository.name(), &req.name)];
+        // The base and every backup holding bytes it points at must stay while this
+        // backup points there too.
+        if let Some(b) = &base {
+            locks.extend(
+                b.holders()
+                    .map(|h| Lock::backup_reader(repository.name(), h)),
+            );
+        }
         let job = Arc::new(BackupJob {
             request: req.clone(),
             filter,
@@ -83,13 +114,15 @@ impl BackupJob {
             copy_concurrency: app.config.limits.copy_concurrency,
             timeouts: app.config.timeouts.clone(),
             app: app.clone(),
+            base,
+            base_note,
         });
         Ok(Submission {
             kind: JobKind::Backup,
             backup: req.name.clone(),
             cluster: cluster.name.clone(),
             repository: repository.name().to_owned(),
-            locks: vec![Lock::backup_writer(repository.name(), &req.name)],
+            locks,
             request: job::Request::CreateBackup(req),
             run: Box::new(move |ctx| Box::pin(job.run(ctx))),
         })
@@ -111,6 +144,9 @@ impl BackupJob {
     async fn run_inner(&self, ctx: &JobCtx) -> Result<()> {
         let ctx = ctx.clone();
         let start_time = now();
+        if let Some(note) = &self.base_note {
+            ctx.warn(note.clone()).await;
+        }
         ctx.phase(JobPhase::Connecting, &self.cluster.name).await;
         let client =
             MilvusClient::connect(&self.cluster.name, &self.cluster.config, &self.timeouts).await?;
@@ -200,7 +236,8 @@ impl BackupJob {
 
         let mut pauses = Vec::new();
         let mode = client.features().gc_pause();
-        let mgmt = self.cluster.config.management.as_deref();
+        let mgmt_url = self.cluster.config.management_url();
+        let mgmt = mgmt_url.as_deref();
         let ids: Vec<i64> = match mode {
             GcPause::Ticketed => collections.iter().map(|c| c.collection_id).collect(),
             _ => vec![0],
@@ -224,11 +261,27 @@ impl BackupJob {
                 ..Default::default()
             })
             .await;
-        let outcome = self.list_and_copy(&ctx, &client, &mut collections).await;
+        let started = BackupStart {
+            id: ctx.id(),
+            cluster: self.cluster.name.clone(),
+            start_time: Some(start_time),
+            job_id: ctx.id(),
+            base: self.request.base.clone(),
+        };
+        let outcome = async {
+            self.repository
+                .write_started(&self.request.name, &started)
+                .await?;
+            self.repository
+                .catalog()
+                .note(&self.request.name, Some(Entry::Incomplete(Some(started))));
+            self.list_and_copy(&ctx, &client, &mut collections).await
+        }
+        .await;
         for p in pauses {
             p.resume().await;
         }
-        outcome?;
+        let transfer = outcome?;
 
         ctx.phase(JobPhase::Counting, "").await;
         let files = Files {
@@ -238,7 +291,11 @@ impl BackupJob {
         for (idx, c) in collections.iter_mut().enumerate() {
             ctx.check_cancelled()?;
             ctx.collection_phase(idx, JobPhase::Counting);
-            let rows = count::count_collection(&files, c).await?;
+            // The same files as the base's: the same rows.
+            let rows = match self.base.as_ref().and_then(|b| b.same_rows(c)) {
+                Some(rows) => rows,
+                None => count::count_collection(&files, c).await?,
+            };
             count::record(c, &rows);
             let after = source_rows(&client, c, &ctx).await?;
             let check = check_source(c, before[idx], after)?;
@@ -262,6 +319,19 @@ impl BackupJob {
             inserted_rows: collections.iter().map(|c| c.row_count).sum(),
             collection_count: collections.len() as u32,
             database_count: databases.len() as u32,
+            copied_bytes: transfer.copied_bytes,
+            copied_files: transfer.copied_files,
+            referenced_bytes: transfer.referenced_bytes,
+            referenced_files: transfer.referenced_files,
+        };
+        let references = match &self.base {
+            Some(b) => b.references(
+                collections
+                    .iter()
+                    .flat_map(|c| &c.segments)
+                    .flat_map(segment_files),
+            ),
+            None => Vec::new(),
         };
         let manifest = BackupManifest {
             format_version: FORMAT_VERSION,
@@ -282,10 +352,28 @@ impl BackupJob {
             summary: Some(summary),
             filters: self.request.collections.clone(),
             warnings: ctx.warnings(),
+            base: self.request.base.clone(),
+            references,
         };
         ctx.check_cancelled()?;
+        // Checked as a reader will check it, before it is made the backup's truth.
+        crate::repository::decode_manifest(
+            &manifest.name,
+            &crate::repository::encode_manifest(&manifest)?,
+        )?;
         self.repository.write_manifest(&manifest).await?;
         ctx.update_resource(folder, |r| r.kept = true).await;
+        // The manifest decides; a missing catalog entry is found and rewritten by
+        // the next listing.
+        if let Err(e) = self.repository.write_catalog_entry(&manifest).await {
+            tracing::warn!(error = %e, "could not write the catalog entry");
+        }
+        self.repository.catalog().note(
+            &manifest.name,
+            Some(Entry::Complete(Arc::new(crate::repository::catalog_entry(
+                &manifest,
+            )))),
+        );
         for c in &manifest.collections {
             ctx.report_collection(CollectionReport {
                 database: c.database.clone(),
@@ -303,6 +391,7 @@ impl BackupJob {
                 roles: n(r.roles.len()),
                 grants: n(r.grants.len()),
                 users_needing_password_reset: Vec::new(),
+                ..Default::default()
             })
             .await;
         }
@@ -355,23 +444,52 @@ impl BackupJob {
         ctx: &JobCtx,
         client: &MilvusClient,
         collections: &mut [CollectionBackup],
-    ) -> Result<()> {
+    ) -> Result<Transfer> {
         ctx.phase(JobPhase::Listing, "").await;
         let mut planned = Vec::new();
+        let mut describer = Describer::new(&self.cluster.config, client.features());
         for (idx, c) in collections.iter_mut().enumerate() {
             ctx.check_cancelled()?;
             ctx.collection_phase(idx, JobPhase::Listing);
             let segments = client
                 .settled_segments(&c.database, &c.name, ctx.cancel_token())
                 .await?;
+            // segments/describe (2.5.8+) names the files each segment owns; without it
+            // (older, or failed: a warning) the segment folders are listed.
+            let flushed: Vec<i64> = segments
+                .iter()
+                .filter(|s| s.state == SegmentState::Flushed)
+                .map(|s| s.id)
+                .collect();
+            let described = match describer
+                .describe(&c.database, c.collection_id, &flushed)
+                .await
+            {
+                Ok(d) => d,
+                Err(w) => {
+                    ctx.warn(format!("{}.{}: {w}", c.database, c.name)).await;
+                    None
+                }
+            };
             for seg in segments {
                 if seg.state != SegmentState::Flushed {
                     // Growing segments hold rows written after the flush; dropped ones
                     // were compacted into segments that are listed themselves.
                     continue;
                 }
-                let files = list_segment(&self.cluster.store, c, &seg).await?;
+                let only = described.as_ref().and_then(|d| d.get(&seg.id));
+                let files = list_segment(&self.cluster.store, c, &seg, only).await?;
                 for f in segment_files(&files) {
+                    if self
+                        .base
+                        .as_ref()
+                        .and_then(|b| {
+                            b.same_file(&f.source_key, f.size_bytes, &f.source_fingerprint)
+                        })
+                        .is_some()
+                    {
+                        continue;
+                    }
                     planned.push(Planned {
                         collection: idx,
                         collection_name: format!("{}.{}", c.database, c.name),
@@ -385,6 +503,21 @@ impl BackupJob {
             }
             c.segments.sort_by_key(|s| s.segment_id);
         }
+        // Read after the listing, so every partition and index a listed segment can
+        // belong to is in the manifest; then every segment must fit them.
+        for c in collections.iter_mut() {
+            ctx.check_cancelled()?;
+            refresh_layout(client, c).await?;
+            check_segments_fit(c)?;
+        }
+        // The manifest this backup will write must be one a reader accepts: found
+        // out now, not after the copy.
+        crate::repository::encode_manifest(&BackupManifest {
+            format_version: FORMAT_VERSION,
+            name: self.request.name.clone(),
+            collections: collections.to_vec(),
+            ..Default::default()
+        })?;
         for i in 0..collections.len() {
             let mine = planned.iter().filter(|p| p.collection == i);
             ctx.collection_totals(i, mine.clone().map(|p| p.size).sum(), mine.count() as u64);
@@ -435,6 +568,7 @@ impl BackupJob {
         .await?;
 
         let by_key: BTreeMap<String, crate::storage::Copied> = results.into_iter().collect();
+        let mut transfer = Transfer::default();
         for c in collections.iter_mut() {
             let mut size = 0;
             for s in c.segments.iter_mut() {
@@ -444,13 +578,28 @@ impl BackupJob {
                     .chain(s.delta_logs.iter_mut())
                     .chain(s.stats_logs.iter_mut())
                 {
-                    let copied = by_key.get(&f.source_key).ok_or_else(|| {
-                        Error::internal("a planned file was not copied", &f.source_key)
-                    })?;
-                    f.sha256 = copied.sha256.clone();
-                    f.path = Repository::file_key(&self.request.name, &f.source_key);
-                    f.size_bytes = copied.size;
-                    size += copied.size;
+                    if let Some(copied) = by_key.get(&f.source_key) {
+                        f.sha256 = copied.sha256.clone();
+                        f.path = Repository::file_key(&self.request.name, &f.source_key);
+                        f.size_bytes = copied.size;
+                        transfer.copied_bytes += copied.size;
+                        transfer.copied_files += 1;
+                    } else {
+                        let found = self
+                            .base
+                            .as_ref()
+                            .and_then(|b| {
+                                b.same_file(&f.source_key, f.size_bytes, &f.source_fingerprint)
+                                    .map(|found| b.reference(found))
+                            })
+                            .ok_or_else(|| {
+                                Error::internal("a planned file was not copied", &f.source_key)
+                            })??;
+                        *f = found;
+                        transfer.referenced_bytes += f.size_bytes;
+                        transfer.referenced_files += 1;
+                    }
+                    size += f.size_bytes;
                 }
             }
             c.size_bytes = size;
@@ -458,7 +607,7 @@ impl BackupJob {
         for i in 0..collections.len() {
             ctx.collection_done(i);
         }
-        Ok(())
+        Ok(transfer)
     }
 }
 
@@ -594,10 +743,13 @@ async fn describe_collection(
 /// Lists one segment's files and checks they form a whole segment: every schema
 /// field (plus RowID 0 and Timestamp 1) has insert logs, all with the same count.
 /// More files for one field means orphans from retried writes; we refuse to guess.
+/// With `described` (segments/describe), only the files Milvus's metadata names are
+/// taken, and each of them must be in storage.
 async fn list_segment(
     store: &Store,
     c: &CollectionBackup,
     seg: &SegmentInfo,
+    described: Option<&DescribedSegment>,
 ) -> Result<SegmentBackup> {
     let base = format!("{}/{}/{}/", c.collection_id, seg.partition_id, seg.id);
     let mut out = SegmentBackup {
@@ -628,6 +780,10 @@ async fn list_segment(
                 ),
                 _ => return Err(bad(format!("unexpected file layout {}", obj.key))),
             };
+            if described.is_some_and(|d| !d.owns(kind, field_id, log_id)) {
+                // Not in Milvus's metadata: an orphan of a retried write.
+                continue;
+            }
             let file = BackupFile {
                 path: String::new(),
                 source_key: obj.key.clone(),
@@ -635,6 +791,8 @@ async fn list_segment(
                 sha256: String::new(),
                 field_id,
                 log_id,
+                source_fingerprint: obj.fingerprint.clone(),
+                referenced_from: String::new(),
             };
             match target {
                 0 => out.insert_logs.push(file),
@@ -643,6 +801,21 @@ async fn list_segment(
             }
         }
     }
+    use milvault_proto::milvault::v1::SegmentFilesSource;
+    out.files_source = match described {
+        Some(d) => {
+            let present = segment_files(&out).map(|f| f.source_key.as_str()).collect();
+            let missing = d.missing(c.collection_id, &present);
+            if !missing.is_empty() {
+                return Err(bad(format!(
+                    "Milvus's metadata names files storage does not hold: {}",
+                    missing.join(", ")
+                )));
+            }
+            SegmentFilesSource::Describe
+        }
+        None => SegmentFilesSource::Listing,
+    } as i32;
     // Milvus 2.4.0–2.4.6 list L0 (delete-only) segments without their level: they
     // are the ones of partition -1, or with delete logs and no insert logs.
     if seg.level == SegmentLevel::Legacy
@@ -685,4 +858,118 @@ async fn list_segment(
         }
     }
     Ok(out)
+}
+
+/// Finds the base a request names: none, a named complete backup, or with
+/// [`LATEST`] the newest complete backup of the same cluster (none there yet: a full
+/// backup, said in the job).
+async fn resolve_base(
+    repository: &Repository,
+    cluster: &str,
+    requested: &str,
+) -> Result<(Option<Base>, Option<String>)> {
+    let name = match requested {
+        "" => return Ok((None, None)),
+        LATEST => {
+            let listing = catalog::fresh(repository).await?;
+            match latest_of(listing.complete(), cluster) {
+                Some(m) => m.name.clone(),
+                None => {
+                    return Ok((
+                        None,
+                        Some(format!(
+                            "--base latest: repository {:?} holds no complete backup of cluster {cluster:?} yet; this is a full backup",
+                            repository.name()
+                        )),
+                    ));
+                }
+            }
+        }
+        name => {
+            validate_backup_name(name).map_err(|e| match e {
+                Error::InvalidArgument { message, .. } => Error::InvalidArgument {
+                    field: "base",
+                    message,
+                },
+                other => other,
+            })?;
+            name.to_owned()
+        }
+    };
+    let manifest = repository.load_complete(&name).await?;
+    let from = manifest
+        .source
+        .as_ref()
+        .map(|s| s.cluster.clone())
+        .unwrap_or_default();
+    if from != cluster {
+        return Err(Error::InvalidArgument {
+            field: "base",
+            message: format!(
+                "backup {name:?} was taken from cluster {from:?}, not {cluster:?}: an incremental backup builds on a backup of the same cluster"
+            ),
+        });
+    }
+    Ok((Some(Base::new(manifest)), None))
+}
+
+/// Reads a collection's partitions and indexes again, after its segments were listed:
+/// a partition created meanwhile holds listed segments and must be in the manifest.
+async fn refresh_layout(client: &MilvusClient, c: &mut CollectionBackup) -> Result<()> {
+    c.partitions = client.show_partitions(&c.database, &c.name).await?;
+    c.indexes = client.describe_indexes(&c.database, &c.name).await?;
+    Ok(())
+}
+
+/// Every segment must belong to a partition of the manifest and hold only fields of
+/// its schema; otherwise the collection changed in a way this backup cannot describe.
+fn check_segments_fit(c: &CollectionBackup) -> Result<()> {
+    let fields: std::collections::BTreeSet<i64> = c
+        .schema
+        .as_ref()
+        .map(|s| s.fields.iter().map(|f| f.field_id).collect())
+        .unwrap_or_default();
+    // Milvus's DescribeCollection hides the dynamic `$meta` field (2.2-2.4 proxies skip
+    // `is_dynamic` fields), so with `enable_dynamic_field` and no dynamic field listed,
+    // one field id beyond the described ones is that column; a second is not.
+    let hidden_meta_allowed = c
+        .schema
+        .as_ref()
+        .is_some_and(|s| s.enable_dynamic_field && !s.fields.iter().any(|f| f.is_dynamic));
+    let mut hidden_meta: Option<i64> = None;
+    for s in &c.segments {
+        let bad = |message: String| Error::SegmentFiles {
+            collection: format!("{}.{}", c.database, c.name),
+            segment: s.segment_id,
+            message,
+        };
+        if s.partition_id != crate::rows::ALL_PARTITIONS
+            && !c
+                .partitions
+                .iter()
+                .any(|p| p.partition_id == s.partition_id)
+        {
+            return Err(bad(format!(
+                "its partition {} is not among the collection's partitions (dropped during the backup?); run the backup again",
+                s.partition_id
+            )));
+        }
+        if s.storage_version >= crate::rows::STORAGE_V2 {
+            continue;
+        }
+        for f in s.insert_logs.iter().chain(&s.stats_logs) {
+            // 0 and 1 are Milvus's RowID and Timestamp columns.
+            if f.field_id > 1 && !fields.contains(&f.field_id) {
+                if hidden_meta_allowed && hidden_meta.is_none_or(|m| m == f.field_id) {
+                    hidden_meta = Some(f.field_id);
+                    continue;
+                }
+                return Err(bad(format!(
+                    "it holds field {} that the schema does not have (the schema changed during the backup?); run the backup again",
+                    f.field_id
+                )));
+            }
+        }
+    }
+    Ok(())
 }

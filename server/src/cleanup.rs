@@ -7,12 +7,18 @@
 //! that existed before the job is never among them: restores that replace one build
 //! the replacement under a temporary name and switch only when it is complete, and a
 //! switch the crash interrupted is finished rather than undone (`rename_to`).
+//!
+//! When Milvus itself was the cause of the failure (killed, restarting), the
+//! collections the job created can only be dropped once it answers again: the
+//! cleanup waits for it, up to `[timeouts] cleanup_secs`, so the job ends with its
+//! debris gone rather than recorded as left behind.
 
 use std::collections::BTreeMap;
 
 use milvault_proto::milvault::v1::{Job, JobKind, JobResource, ResourceKind};
 
-use crate::app::App;
+use crate::app::{App, Cluster};
+use crate::error::Result;
 use crate::milvus::MilvusClient;
 use crate::repository::Repository;
 
@@ -28,19 +34,15 @@ pub(crate) async fn release(app: &App, resources: &[JobResource]) -> Vec<String>
                     Some(c) => c.clone(),
                     None => {
                         let c = match app.cluster(&r.cluster) {
-                            Ok(cluster) => MilvusClient::connect(
-                                &cluster.name,
-                                &cluster.config,
-                                &app.config.timeouts,
-                            )
-                            .await
-                            .map_err(|e| {
-                                notes.push(format!(
-                                    "could not reach cluster {:?} to clean up: {e}",
-                                    r.cluster
-                                ))
-                            })
-                            .ok(),
+                            Ok(cluster) => reconnect(app, cluster)
+                                .await
+                                .map_err(|e| {
+                                    notes.push(format!(
+                                        "could not reach cluster {:?} to clean up: {e}",
+                                        r.cluster
+                                    ))
+                                })
+                                .ok(),
                             Err(e) => {
                                 notes.push(format!("cluster {:?}: {e}", r.cluster));
                                 None
@@ -72,6 +74,36 @@ pub(crate) async fn release(app: &App, resources: &[JobResource]) -> Vec<String>
         }
     }
     notes
+}
+
+/// A client of `cluster` that answers, waiting for a Milvus that is down or restarting
+/// (unreachable, or answering "not ready") up to `[timeouts] cleanup_secs`.
+async fn reconnect(app: &App, cluster: &Cluster) -> Result<MilvusClient> {
+    let schedule = app.config.timeouts.cleanup();
+    let what = format!("cluster {:?} answering again for the cleanup", cluster.name);
+    // Never cancelled: a cleanup is not abandoned.
+    let never = tokio_util::sync::CancellationToken::new();
+    crate::poll::until(&what, &schedule, &never, || async {
+        let answered = match MilvusClient::connect(
+            &cluster.name,
+            &cluster.config,
+            &app.config.timeouts,
+        )
+        .await
+        {
+            Ok(client) => client.list_databases().await.map(|_| client),
+            Err(e) => Err(e),
+        };
+        match answered {
+            Ok(client) => Ok(Some(client)),
+            Err(e) if e.is_retryable() => {
+                tracing::info!(cluster = %cluster.name, error = %e, "waiting for Milvus to clean up");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    })
+    .await
 }
 
 /// Drops a collection the job created, or finishes an interrupted switch.

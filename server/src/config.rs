@@ -52,9 +52,14 @@ pub struct Config {
     /// Logs and traces.
     #[serde(default)]
     pub telemetry: TelemetryConfig,
-    /// How long to wait for Milvus's background work, and how often to ask.
+    /// How long to wait for Milvus's background work and how often to ask; the
+    /// timeout and retries of every storage request.
     #[serde(default)]
     pub timeouts: TimeoutsConfig,
+    /// How restores batch segments into imports, and how long an interrupted restore
+    /// waits for a resume.
+    #[serde(default)]
+    pub restore: RestoreConfig,
 }
 
 /// The listening socket and the state directory.
@@ -154,6 +159,11 @@ pub struct ClusterConfig {
     /// Credentials written into it are kept aside ([`ClusterConfig::management_url`]).
     #[serde(default)]
     pub management: Option<String>,
+    /// Proxy REST address, for `segments/describe` (Milvus 2.5.8+: a backup copies
+    /// exactly the files Milvus's metadata names). Default: `address` (Milvus serves
+    /// REST on its gRPC port); unreachable means the backup lists storage instead.
+    #[serde(default)]
+    pub rest: Option<String>,
     /// User for Milvus authentication; sent whenever set (some 2.3 RPCs need it even
     /// with authentication off).
     #[serde(default)]
@@ -230,6 +240,7 @@ impl std::fmt::Debug for ClusterConfig {
         f.debug_struct("ClusterConfig")
             .field("address", &self.address)
             .field("management", &self.management)
+            .field("rest", &self.rest)
             .field("username", &self.username)
             .field("password", &self.password)
             .field("token", &self.token)
@@ -250,6 +261,20 @@ impl std::fmt::Debug for ClusterConfig {
 pub struct RepositoryConfig {
     /// Where backups are written.
     pub storage: StorageConfig,
+    /// How old (seconds) a listing of the repository may be before it is read again
+    /// from storage. Backups this server writes or deletes show at once; those of
+    /// another server sharing the repository show within this time.
+    #[serde(default = "default_listing_refresh_secs")]
+    pub listing_refresh_secs: u64,
+    /// Incomplete backups (no manifest, no job of this server writing them) older
+    /// than this many seconds are removed by the server; absent: never. Set it well
+    /// above the longest backup any server sharing the repository runs.
+    #[serde(default)]
+    pub prune_incomplete_after_secs: Option<u64>,
+}
+
+fn default_listing_refresh_secs() -> u64 {
+    2
 }
 
 /// An OpenDAL storage: a scheme and that scheme's options, passed through, so any
@@ -411,7 +436,62 @@ fn default_import_concurrency() -> usize {
     4
 }
 
-/// Deadlines for waiting on Milvus, and the backoff between two questions.
+/// Restores: how many segments one Milvus import carries, and what happens to a
+/// restore the server's restart interrupted.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreConfig {
+    /// Most segments one import task carries (the target's own limit applies too:
+    /// 1,024 on Milvus 2.4+). Fewer, larger tasks: Milvus 2.2/2.3 spend seconds per
+    /// task beyond its data (the flush it waits for), and run one task at a time.
+    #[serde(default = "default_import_batch_segments")]
+    pub import_batch_segments: usize,
+    /// Most bytes one import task carries (a single larger segment still goes alone).
+    /// Milvus 2.2/2.3 fail a task still running `importTaskExpiration` (900 s) after
+    /// it started: lower this when their imports time out.
+    #[serde(default = "default_import_batch_bytes")]
+    pub import_batch_bytes: u64,
+    /// Most bytes the first import of a collection carries; each next one may carry
+    /// four times the previous, up to `import_batch_bytes`. The first import starts
+    /// soon, and every later batch is staged while earlier ones import.
+    #[serde(default = "default_import_first_batch_bytes")]
+    pub import_first_batch_bytes: u64,
+    /// How long (seconds) a restore the server's restart interrupted keeps the
+    /// collections it created, so that `job resume` can continue it (imports the
+    /// journal confirmed are not done again); `job cancel` gives up at once. When the
+    /// time is up they are dropped. 0: interrupted restores are cleaned up at start-up.
+    /// Keep it below the target's import-task retention (24 h on 2.2/2.3, 3 h on 2.4+):
+    /// a resume asks Milvus about the imports that were running.
+    #[serde(default = "default_resume_window_secs")]
+    pub resume_window_secs: u64,
+}
+
+impl Default for RestoreConfig {
+    fn default() -> Self {
+        Self {
+            import_batch_segments: default_import_batch_segments(),
+            import_batch_bytes: default_import_batch_bytes(),
+            import_first_batch_bytes: default_import_first_batch_bytes(),
+            resume_window_secs: default_resume_window_secs(),
+        }
+    }
+}
+
+fn default_import_batch_segments() -> usize {
+    1024
+}
+fn default_import_batch_bytes() -> u64 {
+    2 << 30
+}
+fn default_import_first_batch_bytes() -> u64 {
+    64 << 20
+}
+fn default_resume_window_secs() -> u64 {
+    3 * 3600
+}
+
+/// Deadlines for waiting on Milvus, and the backoff between two questions; the timeout
+/// of every storage request, and how failed ones are retried.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TimeoutsConfig {
@@ -439,6 +519,31 @@ pub struct TimeoutsConfig {
     /// Longest pause between two status questions, in milliseconds.
     #[serde(default = "default_poll_max_ms")]
     pub poll_max_ms: u64,
+    /// One storage request that moves no data (stat, create a folder, rename).
+    #[serde(default = "default_storage_op_secs")]
+    pub storage_op_secs: u64,
+    /// One step of a transfer or listing (opening a read or write, one chunk read or
+    /// written, one listing page): a connection that stalls longer is dropped and the
+    /// request retried, so a hung store cannot hang a job.
+    #[serde(default = "default_storage_io_secs")]
+    pub storage_io_secs: u64,
+    /// Retries of one failed storage request (5xx answer, reset connection, timeout)
+    /// before the job fails. Only the failed request is repeated: a read resumes at
+    /// the byte it reached, a multipart upload resends the failed part.
+    #[serde(default = "default_storage_retries")]
+    pub storage_retries: usize,
+    /// Pause before the first retry of a storage request, in milliseconds (object
+    /// stores shed load in bursts: most retries succeed at once). Doubles per retry,
+    /// with jitter, up to `storage_retry_max_ms`.
+    #[serde(default = "default_storage_retry_first_ms")]
+    pub storage_retry_first_ms: u64,
+    /// Longest pause between two retries of a storage request, in milliseconds.
+    #[serde(default = "default_storage_retry_max_ms")]
+    pub storage_retry_max_ms: u64,
+    /// How long a failed job's cleanup waits for a Milvus that does not answer (killed,
+    /// restarting) before it gives up and records the collections it could not drop.
+    #[serde(default = "default_cleanup_secs")]
+    pub cleanup_secs: u64,
 }
 
 impl Default for TimeoutsConfig {
@@ -451,6 +556,12 @@ impl Default for TimeoutsConfig {
             import_secs: default_import_secs(),
             poll_first_ms: default_poll_first_ms(),
             poll_max_ms: default_poll_max_ms(),
+            storage_op_secs: default_storage_op_secs(),
+            storage_io_secs: default_storage_io_secs(),
+            storage_retries: default_storage_retries(),
+            storage_retry_first_ms: default_storage_retry_first_ms(),
+            storage_retry_max_ms: default_storage_retry_max_ms(),
+            cleanup_secs: default_cleanup_secs(),
         }
     }
 }
@@ -475,6 +586,24 @@ fn default_poll_first_ms() -> u64 {
 }
 fn default_poll_max_ms() -> u64 {
     2000
+}
+fn default_storage_op_secs() -> u64 {
+    60
+}
+fn default_storage_io_secs() -> u64 {
+    30
+}
+fn default_storage_retries() -> usize {
+    10
+}
+fn default_storage_retry_first_ms() -> u64 {
+    50
+}
+fn default_storage_retry_max_ms() -> u64 {
+    2000
+}
+fn default_cleanup_secs() -> u64 {
+    300
 }
 
 impl TimeoutsConfig {
@@ -504,6 +633,24 @@ impl TimeoutsConfig {
     /// Waiting for an import task.
     pub(crate) fn import(&self) -> crate::poll::Schedule {
         self.schedule(self.import_secs)
+    }
+
+    /// Waiting for a cluster to answer again, to clean up after a failed job.
+    pub(crate) fn cleanup(&self) -> crate::poll::Schedule {
+        self.schedule(self.cleanup_secs)
+    }
+
+    /// Timeouts and retries of every storage request.
+    pub(crate) fn storage(&self) -> crate::storage::Resilience {
+        crate::storage::Resilience {
+            op_timeout: Duration::from_secs(self.storage_op_secs),
+            io_timeout: Duration::from_secs(self.storage_io_secs),
+            retries: self.storage_retries,
+            first_retry: Duration::from_millis(self.storage_retry_first_ms),
+            max_retry: Duration::from_millis(
+                self.storage_retry_max_ms.max(self.storage_retry_first_ms),
+            ),
+        }
     }
 
     /// These timeouts with a cluster's own overrides applied.
@@ -583,13 +730,14 @@ pub struct FlagOverrides {
     pub log_filter: Option<String>,
 }
 
-const ENV_SECTIONS: [&str; 6] = [
+const ENV_SECTIONS: [&str; 7] = [
     "server",
     "clusters",
     "repositories",
     "limits",
     "telemetry",
     "timeouts",
+    "restore",
 ];
 
 /// Whether a variable (after `MILVAULT_`, split at `__`, lowercased) belongs to a
@@ -781,10 +929,27 @@ impl Config {
         if self.limits.copy_concurrency == 0 || self.limits.import_concurrency == 0 {
             return Err(Error::invalid("config", "limits must be at least 1"));
         }
+        let r = &self.restore;
+        if r.import_batch_segments == 0
+            || r.import_batch_bytes == 0
+            || r.import_first_batch_bytes == 0
+        {
+            return Err(Error::invalid(
+                "config",
+                "restore.import_batch_segments, import_batch_bytes and import_first_batch_bytes must be at least 1",
+            ));
+        }
         if self.timeouts.rpc_secs == 0 || self.timeouts.poll_first_ms == 0 {
             return Err(Error::invalid(
                 "config",
                 "timeouts.rpc_secs and timeouts.poll_first_ms must be at least 1",
+            ));
+        }
+        let t = &self.timeouts;
+        if t.storage_op_secs == 0 || t.storage_io_secs == 0 || t.storage_retry_first_ms == 0 {
+            return Err(Error::invalid(
+                "config",
+                "timeouts.storage_op_secs, timeouts.storage_io_secs and timeouts.storage_retry_first_ms must be at least 1",
             ));
         }
         if self.server.max_running_jobs == 0 {

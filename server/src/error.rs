@@ -76,6 +76,39 @@ impl StorageError {
             source,
         }
     }
+
+    /// Whether the store ran out of room: no space left, or a quota reached. OpenDAL
+    /// files these under `Unexpected` and keeps the I/O error as the source, whose
+    /// kind says it.
+    pub fn is_full(&self) -> bool {
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(&self.source);
+        while let Some(e) = cur {
+            if let Some(io) = e.downcast_ref::<std::io::Error>()
+                && matches!(
+                    io.kind(),
+                    std::io::ErrorKind::StorageFull
+                        | std::io::ErrorKind::QuotaExceeded
+                        | std::io::ErrorKind::FileTooLarge
+                )
+            {
+                return true;
+            }
+            cur = e.source();
+        }
+        false
+    }
+}
+
+/// A storage failure: [`Error::StorageFull`] when the store ran out of room, else
+/// [`Error::Storage`].
+impl From<StorageError> for Error {
+    fn from(s: StorageError) -> Self {
+        if s.is_full() {
+            Error::StorageFull(s)
+        } else {
+            Error::Storage(s)
+        }
+    }
 }
 
 /// Everything that can go wrong, by kind.
@@ -114,7 +147,13 @@ pub enum Error {
     JobNotFound { id: String },
     /// Another job already works on the same backup or target.
     #[error("{message}")]
-    Conflict { resource: String, message: String },
+    Conflict {
+        /// The lock key (`backup:<repository>/<name>`, `target:<cluster>/<db>.<coll>`).
+        resource: String,
+        /// The id of the job that holds it.
+        job: String,
+        message: String,
+    },
     /// A collection the request names does not exist.
     #[error("collection {collection:?} not found in database {database:?} of {place}")]
     CollectionNotFound {
@@ -166,6 +205,12 @@ pub enum Error {
     /// Object storage failed.
     #[error("storage {:?}: {} {:?} failed: {}", .0.storage, .0.op, .0.path, .0.source)]
     Storage(StorageError),
+    /// A store ran out of space or quota.
+    #[error(
+        "storage {:?} is full: {} {:?} failed: {}; free space or grow it, then run the job again",
+        .0.storage, .0.op, .0.path, .0.source
+    )]
+    StorageFull(StorageError),
     /// A file a manifest lists is not in the repository.
     #[error(
         "file {path:?} of backup {backup:?} is missing from {storage:?}; the backup is damaged"
@@ -208,6 +253,10 @@ pub enum Error {
     /// The server stopped while the job ran.
     #[error("the server restarted while this job was {state}; start it again")]
     Interrupted { state: String },
+    /// `ResumeJob` of a job that is not an interrupted restore kept for a resume, or a
+    /// resume that cannot tell what the interrupted run left behind.
+    #[error("job {id} cannot be resumed: {message}")]
+    NotResumable { id: String, message: String },
     /// A wait ran out of time.
     #[error("{what} did not finish within {secs} s")]
     Timeout { what: String, secs: u64 },
@@ -239,6 +288,7 @@ pub enum Reason {
     MilvusError,
     Unsupported,
     StorageError,
+    StorageFull,
     StorageConfig,
     FileMissing,
     FileCorrupt,
@@ -249,13 +299,14 @@ pub enum Reason {
     Timeout,
     Cancelled,
     ServerRestarted,
+    JobNotResumable,
     Unauthenticated,
     Internal,
 }
 
 impl Reason {
     /// Every reason, in the order `docs/errors.md` lists them.
-    pub const ALL: [Reason; 28] = [
+    pub const ALL: [Reason; 30] = [
         Reason::ClusterNotFound,
         Reason::RepositoryNotFound,
         Reason::NameRequired,
@@ -272,6 +323,7 @@ impl Reason {
         Reason::MilvusError,
         Reason::Unsupported,
         Reason::StorageError,
+        Reason::StorageFull,
         Reason::StorageConfig,
         Reason::FileMissing,
         Reason::FileCorrupt,
@@ -282,6 +334,7 @@ impl Reason {
         Reason::Timeout,
         Reason::Cancelled,
         Reason::ServerRestarted,
+        Reason::JobNotResumable,
         Reason::Unauthenticated,
         Reason::Internal,
     ];
@@ -305,6 +358,7 @@ impl Reason {
             Reason::MilvusError => "MILVUS_ERROR",
             Reason::Unsupported => "UNSUPPORTED",
             Reason::StorageError => "STORAGE_ERROR",
+            Reason::StorageFull => "STORAGE_FULL",
             Reason::StorageConfig => "STORAGE_CONFIG",
             Reason::FileMissing => "FILE_MISSING",
             Reason::FileCorrupt => "FILE_CORRUPT",
@@ -315,6 +369,7 @@ impl Reason {
             Reason::Timeout => "TIMEOUT",
             Reason::Cancelled => "CANCELLED",
             Reason::ServerRestarted => "SERVER_RESTARTED",
+            Reason::JobNotResumable => "JOB_NOT_RESUMABLE",
             Reason::Unauthenticated => "UNAUTHENTICATED",
             Reason::Internal => "INTERNAL",
         }
@@ -335,7 +390,8 @@ impl Reason {
             Reason::BackupIncomplete
             | Reason::JobConflict
             | Reason::Unsupported
-            | Reason::StorageConfig => Code::FailedPrecondition,
+            | Reason::StorageConfig
+            | Reason::JobNotResumable => Code::FailedPrecondition,
             Reason::MilvusUnavailable | Reason::StorageError => Code::Unavailable,
             Reason::MilvusError | Reason::ImportFailed | Reason::ServerRestarted => Code::Aborted,
             Reason::FileMissing
@@ -345,6 +401,7 @@ impl Reason {
             | Reason::RowCountMismatch => Code::DataLoss,
             Reason::Timeout => Code::DeadlineExceeded,
             Reason::Cancelled => Code::Cancelled,
+            Reason::StorageFull => Code::ResourceExhausted,
             Reason::Unauthenticated => Code::Unauthenticated,
             Reason::Internal => Code::Internal,
         }
@@ -393,7 +450,10 @@ impl Reason {
                 "The source or target Milvus cannot do this; the message names what and why."
             }
             Reason::StorageError => {
-                "Object storage failed (network, permissions, space); check the named store and retry."
+                "Object storage failed after retries (unreachable, 5xx answers, stalls, permissions); check the named store and retry."
+            }
+            Reason::StorageFull => {
+                "The named store ran out of space or quota; the job removed what it had written. Free space or grow the store, then run the job again."
             }
             Reason::StorageConfig => "Fix the named storage section of the server configuration.",
             Reason::FileMissing => {
@@ -419,7 +479,10 @@ impl Reason {
             }
             Reason::Cancelled => "The job was cancelled on request; start it again if needed.",
             Reason::ServerRestarted => {
-                "The server stopped while the job ran; its cleanup was done at start-up. Start it again."
+                "The server stopped while the job ran; its cleanup was done at start-up. Start it again. An interrupted restore keeps what it created for a while: `milvault job resume ID` continues it, `milvault job cancel ID` removes it."
+            }
+            Reason::JobNotResumable => {
+                "Only a restore the server's restart interrupted can be resumed, once, within [restore] resume_window_secs; the message says why this one cannot. Start a new restore (cancel the interrupted one first when it still holds collections)."
             }
             Reason::Unauthenticated => "Send `authorization: Bearer <token>` (CLI: --token).",
             Reason::Internal => {
@@ -449,6 +512,7 @@ impl Error {
             Error::Milvus(_) => Reason::MilvusError,
             Error::Unsupported { .. } => Reason::Unsupported,
             Error::Storage(_) => Reason::StorageError,
+            Error::StorageFull(_) => Reason::StorageFull,
             Error::FileMissing { .. } => Reason::FileMissing,
             Error::StorageConfig { .. } => Reason::StorageConfig,
             Error::Corrupt { .. } => Reason::FileCorrupt,
@@ -459,6 +523,7 @@ impl Error {
             Error::Timeout { .. } => Reason::Timeout,
             Error::Cancelled => Reason::Cancelled,
             Error::Interrupted { .. } => Reason::ServerRestarted,
+            Error::NotResumable { .. } => Reason::JobNotResumable,
             Error::Internal { .. } => Reason::Internal,
         }
     }
@@ -480,8 +545,12 @@ impl Error {
                 vec![("backup", name.clone()), ("repository", repository.clone())]
             }
             Error::InvalidArgument { field, .. } => vec![("field", (*field).to_owned())],
-            Error::JobNotFound { id } => vec![("job", id.clone())],
-            Error::Conflict { resource, .. } => vec![("resource", resource.clone())],
+            Error::JobNotFound { id } | Error::NotResumable { id, .. } => {
+                vec![("job", id.clone())]
+            }
+            Error::Conflict { resource, job, .. } => {
+                vec![("resource", resource.clone()), ("job", job.clone())]
+            }
             Error::CollectionNotFound {
                 database,
                 collection,
@@ -532,7 +601,7 @@ impl Error {
                 ("milvus_error_code", m.error_code.to_string()),
             ],
             Error::Unsupported { metadata, .. } => metadata.clone(),
-            Error::Storage(s) => vec![
+            Error::Storage(s) | Error::StorageFull(s) => vec![
                 ("storage", s.storage.clone()),
                 ("operation", s.op.to_owned()),
                 ("file", s.path.clone()),
@@ -749,6 +818,27 @@ mod tests {
         assert_eq!(je.reason, "MILVUS_UNAVAILABLE");
         assert!(je.message.contains("http://x:1"));
         assert_eq!(je.metadata.get("cluster").map(String::as_str), Some("a"));
+    }
+
+    #[test]
+    fn a_full_store_is_resource_exhausted() {
+        let io = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        let dal = opendal::Error::new(opendal::ErrorKind::Unexpected, "write").set_source(io);
+        let e: Error = StorageError::new("repository r", "write", "backups/b/x", dal).into();
+        assert!(matches!(e, Error::StorageFull(_)), "{e:?}");
+        let s: tonic::Status = e.into();
+        assert_eq!(s.code(), Code::ResourceExhausted);
+        let info = s.get_details_error_info().expect("error info");
+        assert_eq!(info.reason, "STORAGE_FULL");
+        assert_eq!(
+            info.metadata.get("storage").map(String::as_str),
+            Some("repository r")
+        );
+        // Anything else stays a storage error.
+        let other = opendal::Error::new(opendal::ErrorKind::Unexpected, "reset").set_temporary();
+        let e: Error = StorageError::new("cluster b", "read", "k", other).into();
+        assert_eq!(e.code(), Code::Unavailable);
+        assert_eq!(e.reason(), Reason::StorageError);
     }
 
     #[test]

@@ -36,12 +36,13 @@ fn destination(app: &App, backup: &str, text: &str) -> Result<(Store, String)> {
     if text.starts_with('/') {
         let mut options = BTreeMap::new();
         options.insert("root".to_owned(), text.to_owned());
-        let store = Store::new(
+        let store = Store::open(
             format!("export destination {text}"),
             &StorageConfig {
                 scheme: "fs".into(),
                 options,
             },
+            &app.config.timeouts.storage(),
         )?;
         return Ok((store, String::new()));
     }

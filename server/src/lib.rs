@@ -26,11 +26,13 @@
 mod api;
 pub mod app;
 mod backup;
+mod catalog;
 mod cleanup;
 pub mod config;
 mod delete;
 pub mod error;
 mod export;
+mod incremental;
 mod jobs;
 mod milvus;
 mod page;

@@ -74,6 +74,9 @@ mod tests {
         assert!(p.open("backups", "b7").is_err());
         let forged = format!("{}.{}", t.split('.').next().unwrap_or(""), "00");
         assert!(p.open("backups", &forged).is_err());
-        assert!(Pager::new().open("backups", &t).is_err(), "another server's token");
+        assert!(
+            Pager::new().open("backups", &t).is_err(),
+            "another server's token"
+        );
     }
 }

@@ -2,16 +2,25 @@
 //!
 //! ```text
 //! <repository root>/backups/<backup name>/
-//!     manifest.json   written LAST: its presence means the backup is complete
+//!     started.json    written FIRST (BackupStart): who writes it and since when
 //!     files/...       byte copies of the cluster's binlogs, keyed by their path
 //!                     relative to the cluster's storage root
+//!     manifest.json   written LAST: its presence means the backup is complete
+//!     retained.json   only after a delete that had to keep files later backups
+//!                     reference (RetainedFiles); such a folder is not a backup
+//! <repository root>/catalog/<backup name>/<backup id>.json
+//!                     the manifest without its collections, written after it:
+//!                     what a listing needs, found by one LIST of `catalog/`
 //! ```
-//! The manifest is `milvault.v1.BackupManifest` in proto3 JSON. Readers reject a
-//! `format_version` they do not know instead of guessing.
+//! Manifests and markers are proto3 JSON. Readers reject a `format_version` they do
+//! not know instead of guessing, and a manifest whose file paths leave the backup's
+//! own folder for anything but a backup it names in `references`.
 
 use milvault_proto::milvault::v1::{
-    Backup, BackupFile, BackupManifest, BackupState, SegmentBackup,
+    Backup, BackupFile, BackupManifest, BackupStart, BackupState, RetainedFiles, SegmentBackup,
 };
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
 use crate::storage::{Copied, Store};
@@ -20,22 +29,43 @@ use crate::storage::{Copied, Store};
 pub(crate) const FORMAT_VERSION: u32 = 1;
 
 const BACKUPS_DIR: &str = "backups/";
+const CATALOG_DIR: &str = "catalog/";
 const MANIFEST: &str = "manifest.json";
+const STARTED: &str = "started.json";
+const RETAINED: &str = "retained.json";
 
 /// A repository: a [`Store`] plus the layout rules.
 #[derive(Clone, Debug)]
 pub(crate) struct Repository {
     name: String,
     store: Store,
+    /// The listing kept in memory, shared by every clone.
+    catalog: std::sync::Arc<crate::catalog::Catalog>,
 }
 
 impl Repository {
     /// Wraps a store as the repository called `name`.
+    #[cfg(test)]
     pub(crate) fn new(name: impl Into<String>, store: Store) -> Self {
+        Self::with_listing_refresh(name, store, std::time::Duration::from_secs(2))
+    }
+
+    /// As [`Repository::new`], with listings re-read from storage after `max_age`.
+    pub(crate) fn with_listing_refresh(
+        name: impl Into<String>,
+        store: Store,
+        max_age: std::time::Duration,
+    ) -> Self {
         Self {
             name: name.into(),
             store,
+            catalog: std::sync::Arc::new(crate::catalog::Catalog::new(max_age)),
         }
+    }
+
+    /// The in-memory listing.
+    pub(crate) fn catalog(&self) -> &crate::catalog::Catalog {
+        &self.catalog
     }
 
     /// Configured name.
@@ -62,6 +92,111 @@ impl Repository {
     /// cluster's storage root.
     pub(crate) fn file_key(backup: &str, source_key: &str) -> String {
         format!("{BACKUPS_DIR}{backup}/files/{source_key}")
+    }
+
+    /// The backup whose folder holds a repository key (`backups/<name>/...`).
+    pub(crate) fn backup_of_key(key: &str) -> Option<&str> {
+        let (name, _) = key.strip_prefix(BACKUPS_DIR)?.split_once('/')?;
+        (!name.is_empty()).then_some(name)
+    }
+
+    /// Key of the catalog entry of one backup.
+    fn catalog_key(backup: &str, id: &str) -> String {
+        format!("{CATALOG_DIR}{backup}/{id}.json")
+    }
+
+    /// Reads a small proto3-JSON object; `None` when absent.
+    async fn read_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        let Some(bytes) = self.store.read_small(key).await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::Manifest {
+                name: Self::backup_of_key(key).unwrap_or_default().to_owned(),
+                message: format!("{key} is not valid: {e}"),
+            })
+    }
+
+    async fn write_json<T: Serialize>(&self, key: &str, value: &T) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(value)
+            .map_err(|e| Error::internal("a repository marker could not be encoded", e))?;
+        self.store.write_small(key, bytes).await
+    }
+
+    /// Records who writes a backup and since when, before its first file.
+    pub(crate) async fn write_started(&self, backup: &str, start: &BackupStart) -> Result<()> {
+        self.write_json(&format!("{}{STARTED}", Self::backup_dir(backup)), start)
+            .await
+    }
+
+    /// The start record of a backup, when it has one.
+    pub(crate) async fn read_started(&self, backup: &str) -> Result<Option<BackupStart>> {
+        self.read_json(&format!("{}{STARTED}", Self::backup_dir(backup)))
+            .await
+    }
+
+    /// Marks a deleted backup's folder as holding only files later backups reference.
+    pub(crate) async fn write_retained(&self, backup: &str, r: &RetainedFiles) -> Result<()> {
+        self.write_json(&format!("{}{RETAINED}", Self::backup_dir(backup)), r)
+            .await
+    }
+
+    /// The retained-files marker of a folder, when it has one.
+    pub(crate) async fn read_retained(&self, backup: &str) -> Result<Option<RetainedFiles>> {
+        self.read_json(&format!("{}{RETAINED}", Self::backup_dir(backup)))
+            .await
+    }
+
+    /// Writes the catalog entry of a complete backup (after its manifest).
+    pub(crate) async fn write_catalog_entry(&self, manifest: &BackupManifest) -> Result<()> {
+        let entry = catalog_entry(manifest);
+        self.store
+            .write_small(
+                &Self::catalog_key(&manifest.name, &manifest.id),
+                encode_manifest(&entry)?,
+            )
+            .await
+    }
+
+    /// Reads one catalog entry.
+    pub(crate) async fn read_catalog_entry(
+        &self,
+        backup: &str,
+        id: &str,
+    ) -> Result<Option<BackupManifest>> {
+        let Some(bytes) = self
+            .store
+            .read_small(&Self::catalog_key(backup, id))
+            .await?
+        else {
+            return Ok(None);
+        };
+        decode_manifest(backup, &bytes).map(Some)
+    }
+
+    /// Removes every catalog entry of a backup name.
+    pub(crate) async fn delete_catalog_entries(&self, backup: &str) -> Result<()> {
+        self.store
+            .delete_prefix(&format!("{CATALOG_DIR}{backup}/"))
+            .await
+    }
+
+    /// Every catalog entry as (backup name, backup id), by one recursive listing.
+    pub(crate) async fn catalog_ids(&self) -> Result<Vec<(String, String)>> {
+        Ok(self
+            .store
+            .list_recursive(CATALOG_DIR)
+            .await?
+            .into_iter()
+            .filter_map(|o| {
+                let rest = o.key.strip_prefix(CATALOG_DIR)?;
+                let (name, file) = rest.split_once('/')?;
+                let id = file.strip_suffix(".json")?;
+                (!name.is_empty() && !id.is_empty() && !id.contains('/'))
+                    .then(|| (name.to_owned(), id.to_owned()))
+            })
+            .collect())
     }
 
     /// Turns "not found" on a file the manifest of `backup` lists into
@@ -170,24 +305,14 @@ impl Repository {
         };
         match self.read_manifest(backup).await {
             Ok(Some(m)) => {
-                view.state = BackupState::Complete as i32;
-                view.create_time = m.start_time;
-                view.milvus_version = m
-                    .source
-                    .as_ref()
-                    .map(|s| s.milvus_version.clone())
-                    .unwrap_or_default();
-                view.summary = m.summary;
+                view = complete_view(self.name(), &m);
                 if with_manifest {
                     view.manifest = Some(m);
                 }
             }
             Ok(None) => {
-                view.state = if in_progress {
-                    BackupState::InProgress
-                } else {
-                    BackupState::Incomplete
-                } as i32;
+                let started = self.read_started(backup).await.ok().flatten();
+                view = incomplete_view(self.name(), backup, in_progress, started.as_ref());
             }
             Err(e) => {
                 tracing::warn!(backup, error = %e, "unreadable manifest; listing the backup as incomplete");
@@ -195,6 +320,68 @@ impl Repository {
             }
         }
         Ok(view)
+    }
+}
+
+/// The listing view of a complete backup, from its manifest or catalog entry.
+pub(crate) fn complete_view(repository: &str, m: &BackupManifest) -> Backup {
+    let source = m.source.clone().unwrap_or_default();
+    Backup {
+        name: m.name.clone(),
+        repository: repository.to_owned(),
+        state: BackupState::Complete as i32,
+        create_time: m.start_time,
+        milvus_version: source.milvus_version,
+        summary: m.summary,
+        manifest: None,
+        base: m.base.clone(),
+        cluster: source.cluster,
+        age_seconds: 0,
+        job_id: String::new(),
+    }
+}
+
+/// The listing view of a backup without a manifest.
+pub(crate) fn incomplete_view(
+    repository: &str,
+    backup: &str,
+    in_progress: bool,
+    started: Option<&BackupStart>,
+) -> Backup {
+    let state = if in_progress {
+        BackupState::InProgress
+    } else {
+        BackupState::Incomplete
+    };
+    let mut view = Backup {
+        name: backup.to_owned(),
+        repository: repository.to_owned(),
+        state: state as i32,
+        ..Default::default()
+    };
+    if let Some(s) = started {
+        view.create_time = s.start_time;
+        view.cluster = s.cluster.clone();
+        view.base = s.base.clone();
+        view.job_id = s.job_id.clone();
+        view.age_seconds = s.start_time.map(age_seconds).unwrap_or_default();
+    }
+    view
+}
+
+/// Whole seconds from `t` to now (0 for a time in the future).
+pub(crate) fn age_seconds(t: pbjson_types::Timestamp) -> i64 {
+    let now = crate::jobs::now();
+    (now.seconds - t.seconds).max(0)
+}
+
+/// The manifest without what a listing does not need.
+pub(crate) fn catalog_entry(m: &BackupManifest) -> BackupManifest {
+    BackupManifest {
+        collections: Vec::new(),
+        databases: Vec::new(),
+        rbac: None,
+        ..m.clone()
     }
 }
 
@@ -244,7 +431,48 @@ pub(crate) fn decode_manifest(backup: &str, bytes: &[u8]) -> Result<BackupManife
             ),
         });
     }
+    check_paths(&m)?;
     Ok(m)
+}
+
+/// Every file path of a manifest must be a plain key under `files/` of the backup's
+/// own folder or of a backup it names in `references`: a damaged or hostile manifest
+/// must not make a restore read (or a delete keep) anything else.
+fn check_paths(m: &BackupManifest) -> Result<()> {
+    let bad = |path: &str, why: &str| Error::Manifest {
+        name: m.name.clone(),
+        message: format!("file path {path:?} {why}"),
+    };
+    for f in manifest_files(m) {
+        let path = f.path.as_str();
+        if path.is_empty() || path.starts_with('/') || path.contains('\\') {
+            return Err(bad(path, "is empty or absolute"));
+        }
+        if path
+            .split('/')
+            .any(|part| part.is_empty() || part == "." || part == "..")
+        {
+            return Err(bad(path, "has an empty, '.' or '..' component"));
+        }
+        let owner = Repository::backup_of_key(path)
+            .ok_or_else(|| bad(path, "is not under backups/<name>/files/"))?;
+        if !path[BACKUPS_DIR.len() + owner.len()..].starts_with("/files/") {
+            return Err(bad(path, "is not under backups/<name>/files/"));
+        }
+        if owner != m.name && !m.references.iter().any(|r| r.name == owner) {
+            return Err(bad(
+                path,
+                "points into a backup the manifest does not reference",
+            ));
+        }
+        if f.referenced_from.is_empty() != (owner == m.name) {
+            return Err(bad(
+                path,
+                "disagrees with the backup its referenced_from names",
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -294,5 +522,37 @@ mod tests {
         let err = decode_manifest("other", &encode_manifest(&sample()).expect("encode"))
             .expect_err("name");
         assert!(err.to_string().contains("stored under"), "{err}");
+    }
+
+    fn with_path(path: &str, from: &str) -> BackupManifest {
+        let mut m = sample();
+        let f = &mut m.collections[0].segments[0].insert_logs[0];
+        f.path = path.into();
+        f.referenced_from = from.into();
+        m
+    }
+
+    #[test]
+    fn paths_outside_the_backup_and_its_references_are_refused() {
+        for (path, from, want) in [
+            ("/etc/passwd", "", "absolute"),
+            ("backups/b1/files/../../x", "", "'..'"),
+            ("backups/b1//files/x", "", "empty"),
+            ("backups/b1/manifest.json", "", "not under"),
+            ("elsewhere/x", "", "not under"),
+            ("backups/b0/files/insert_log/1", "b0", "does not reference"),
+            ("backups/b1/files/insert_log/1", "b0", "disagrees"),
+        ] {
+            let m = with_path(path, from);
+            let err = decode_manifest("b1", &encode_manifest(&m).expect("encode")).expect_err(path);
+            assert!(err.to_string().contains(want), "{path}: {err}");
+        }
+        let mut m = with_path("backups/b0/files/insert_log/1", "b0");
+        m.references
+            .push(milvault_proto::milvault::v1::BackupReference {
+                name: "b0".into(),
+                id: "x".into(),
+            });
+        decode_manifest("b1", &encode_manifest(&m).expect("encode")).expect("a referenced base");
     }
 }

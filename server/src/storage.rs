@@ -5,14 +5,28 @@
 //! `Store` adds what every caller needs: a name for error messages, errors with the
 //! operation and path, and streaming copy with SHA-256 computed as bytes pass (memory
 //! stays bounded by one chunk per copy in flight, whatever the file size).
+//!
+//! Object stores fail a share of requests in normal operation (503 "slow down",
+//! connections reset, stalls), so every request has a timeout and is retried by itself
+//! ([`Resilience`], from `[timeouts]`): OpenDAL's `TimeoutLayer` under its `RetryLayer`,
+//! so each attempt is timed on its own. A read that breaks resumes at the byte it
+//! reached and a multipart upload resends only the failed part: a fault costs one
+//! request, not the file. Retries start fast and are capped, because object-store
+//! faults are short; a store that stays down still fails the job within about
+//! `storage_retries` × `storage_retry_max_ms`. Writes to local folders are not
+//! retried: a local write error repeats (disk full) and a repeated partial write
+//! would duplicate bytes. A copy that fails removes what it wrote (and aborts a
+//! multipart upload), and a full disk or quota is its own error (`STORAGE_FULL`).
 
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
 use futures::future::BoxFuture;
 use milvault_binlog::ByteSource;
+use opendal::layers::{RetryEvent, RetryInterceptor, RetryLayer, TimeoutLayer};
 use opendal::{ErrorKind, Operator};
 use sha2::{Digest, Sha256};
 
@@ -23,8 +37,55 @@ use crate::error::{Error, Result, StorageError};
 #[derive(Clone, Debug)]
 pub(crate) struct Store {
     name: String,
+    /// Every request timed and retried.
     op: Operator,
+    /// For writers: `op`, or without retries where a repeated write is unsafe.
+    writer_op: Operator,
     config: StorageConfig,
+}
+
+/// How storage requests are timed and retried (`[timeouts]` `storage_*`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Resilience {
+    /// Limit of one request that moves no data (stat, create a folder, rename).
+    pub(crate) op_timeout: Duration,
+    /// Limit of one transfer step (open, one chunk, one listing page, close).
+    pub(crate) io_timeout: Duration,
+    /// Retries of one failed request.
+    pub(crate) retries: usize,
+    /// Pause before the first retry; doubles per retry, with jitter.
+    pub(crate) first_retry: Duration,
+    /// Longest pause between two retries.
+    pub(crate) max_retry: Duration,
+}
+
+impl Default for Resilience {
+    fn default() -> Self {
+        crate::config::TimeoutsConfig::default().storage()
+    }
+}
+
+/// Schemes whose writer must not be retried: a failed local write (disk full, I/O
+/// error) does not heal by repeating, and a write repeated after a partial one would
+/// append its bytes twice.
+const UNRETRIED_WRITES: [&str; 1] = ["fs"];
+
+/// Logs each retry once, with the store's name (OpenDAL's default logs through `log`).
+struct LogRetry {
+    store: String,
+}
+
+impl RetryInterceptor for LogRetry {
+    fn intercept(&self, event: RetryEvent<'_>) {
+        tracing::debug!(
+            store = %self.store,
+            op = ?event.op,
+            attempt = event.attempt,
+            after_ms = event.retry_after.as_millis() as u64,
+            error = %event.err,
+            "retrying a storage request"
+        );
+    }
 }
 
 /// One object found by a listing.
@@ -34,6 +95,9 @@ pub(crate) struct Object {
     pub(crate) key: String,
     /// Size in bytes.
     pub(crate) size: u64,
+    /// What the store says identifies these bytes without reading them: its ETag, or
+    /// `mtime:<time>` where it keeps no checksum (local folders); empty when neither.
+    pub(crate) fingerprint: String,
 }
 
 /// What a copy wrote.
@@ -46,8 +110,21 @@ pub(crate) struct Copied {
 }
 
 impl Store {
-    /// Builds the operator for `config`; `name` appears in error messages.
+    /// Builds the operator for `config` with the default timeouts and retries; `name`
+    /// appears in error messages. For tests: the server builds its stores with
+    /// [`Store::open`] and the configured `[timeouts]`.
+    #[cfg(test)]
     pub(crate) fn new(name: impl Into<String>, config: &StorageConfig) -> Result<Self> {
+        Self::open(name, config, &Resilience::default())
+    }
+
+    /// Builds the operator for `config`, every request timed and retried as
+    /// `resilience` says; `name` appears in error messages.
+    pub(crate) fn open(
+        name: impl Into<String>,
+        config: &StorageConfig,
+        resilience: &Resilience,
+    ) -> Result<Self> {
         opendal::init_default_registry();
         let name = name.into();
         let options: Vec<(String, String)> = config
@@ -55,19 +132,37 @@ impl Store {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let op = Operator::via_iter(config.scheme.as_str(), options)
+        // Timeout under retry: each attempt gets its own deadline.
+        let timed = Operator::via_iter(config.scheme.as_str(), options)
             .map_err(|e| Error::StorageConfig {
                 owner: name.clone(),
                 message: e.to_string(),
             })?
             .layer(
-                opendal::layers::RetryLayer::new()
-                    .with_jitter()
-                    .with_max_times(4),
+                TimeoutLayer::new()
+                    .with_timeout(resilience.op_timeout)
+                    .with_io_timeout(resilience.io_timeout),
             );
+        let op = timed.clone().layer(
+            RetryLayer::new()
+                .with_min_delay(resilience.first_retry)
+                .with_max_delay(resilience.max_retry)
+                .with_factor(2.0)
+                .with_jitter()
+                .with_max_times(resilience.retries)
+                .with_notify(LogRetry {
+                    store: name.clone(),
+                }),
+        );
+        let writer_op = if UNRETRIED_WRITES.contains(&config.scheme.as_str()) {
+            timed
+        } else {
+            op.clone()
+        };
         Ok(Self {
             name,
             op,
+            writer_op,
             config: config.clone(),
         })
     }
@@ -83,7 +178,7 @@ impl Store {
     }
 
     fn err(&self, operation: &'static str, path: &str, e: opendal::Error) -> Error {
-        Error::Storage(StorageError::new(&self.name, operation, path, e))
+        StorageError::new(&self.name, operation, path, e).into()
     }
 
     /// Lists every object under `prefix` (which should end with `/`), recursively,
@@ -103,13 +198,23 @@ impl Store {
             if entry.metadata().is_dir() || entry.path().ends_with('/') {
                 continue;
             }
-            let size = match entry.metadata().content_length() {
-                0 => self.size(entry.path()).await?,
-                n => n,
-            };
+            let listed = entry.metadata();
+            let (size, fingerprint) =
+                if listed.content_length() == 0 || fingerprint(listed).is_empty() {
+                    // Some stores (local folders) list names only.
+                    let meta = self
+                        .op
+                        .stat(entry.path())
+                        .await
+                        .map_err(|e| self.err("stat", entry.path(), e))?;
+                    (meta.content_length(), fingerprint(&meta))
+                } else {
+                    (listed.content_length(), fingerprint(listed))
+                };
             out.push(Object {
                 key: entry.path().to_owned(),
                 size,
+                fingerprint,
             });
         }
         out.sort_by(|a, b| a.key.cmp(&b.key));
@@ -132,16 +237,6 @@ impl Store {
         Ok(names)
     }
 
-    /// Size of one object.
-    pub(crate) async fn size(&self, key: &str) -> Result<u64> {
-        Ok(self
-            .op
-            .stat(key)
-            .await
-            .map_err(|e| self.err("stat", key, e))?
-            .content_length())
-    }
-
     /// Whether the object exists.
     #[cfg(test)]
     pub(crate) async fn exists(&self, key: &str) -> Result<bool> {
@@ -162,7 +257,7 @@ impl Store {
 
     /// Writes a small object whole.
     pub(crate) async fn write_small(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
-        self.op
+        self.writer_op
             .write(key, bytes)
             .await
             .map(|_| ())
@@ -188,7 +283,8 @@ impl Store {
 
     /// Streams `src_key` of `self` into `dst_key` of `dst`, hashing as bytes pass.
     /// When `expect` is given, the bytes must match it, or the destination is removed
-    /// and [`Error::Corrupt`] returned.
+    /// and [`Error::Corrupt`] returned. A copy that fails leaves nothing at `dst_key`
+    /// (a multipart upload is aborted, what was written is deleted).
     pub(crate) async fn copy_to(
         &self,
         src_key: &str,
@@ -206,28 +302,40 @@ impl Store {
             .await
             .map_err(|e| self.err("read", src_key, e))?;
         let mut writer = dst
-            .op
+            .writer_op
             .writer(dst_key)
             .await
             .map_err(|e| dst.err("write", dst_key, e))?;
         let mut hasher = Sha256::new();
         let mut size = 0u64;
-        while let Some(chunk) = stream
-            .try_next()
-            .await
-            .map_err(|e| self.err("read", src_key, from_io(e)))?
-        {
-            hasher.update(&chunk);
-            size += chunk.len() as u64;
-            writer
-                .write(chunk)
+        let pumped: Result<()> = async {
+            while let Some(chunk) = stream
+                .try_next()
                 .await
-                .map_err(|e| dst.err("write", dst_key, e))?;
+                .map_err(|e| self.err("read", src_key, from_io(e)))?
+            {
+                hasher.update(&chunk);
+                size += chunk.len() as u64;
+                writer
+                    .write(chunk)
+                    .await
+                    .map_err(|e| dst.err("write", dst_key, e))?;
+            }
+            writer
+                .close()
+                .await
+                .map(|_| ())
+                .map_err(|e| dst.err("write", dst_key, e))
         }
-        writer
-            .close()
-            .await
-            .map_err(|e| dst.err("write", dst_key, e))?;
+        .await;
+        if let Err(e) = pumped {
+            // Best effort: the error that stopped the copy is what the caller needs.
+            let _ = writer.abort().await;
+            if let Err(d) = dst.delete(dst_key).await {
+                tracing::warn!(store = %dst.name, key = dst_key, error = %d, "could not remove a partly written file");
+            }
+            return Err(e);
+        }
         let copied = Copied {
             size,
             sha256: hex::encode(hasher.finalize()),
@@ -264,7 +372,7 @@ impl Store {
     ) -> Result<tokio_util::compat::Compat<opendal::FuturesAsyncWriter>> {
         use tokio_util::compat::FuturesAsyncWriteCompatExt;
         let w = self
-            .op
+            .writer_op
             .writer(key)
             .await
             .map_err(|e| self.err("write", key, e))?;
@@ -329,6 +437,16 @@ impl ByteSource for StoreFile {
 
 /// The OpenDAL error inside an I/O error from a byte stream (so its kind and
 /// retry status are kept), or an `Unexpected` one wrapping it.
+/// A store's identity of an object's bytes: its ETag, else its modification time.
+fn fingerprint(meta: &opendal::Metadata) -> String {
+    if let Some(etag) = meta.etag() {
+        return etag.trim_matches('"').to_owned();
+    }
+    meta.last_modified()
+        .map(|t| format!("mtime:{t}"))
+        .unwrap_or_default()
+}
+
 fn from_io(e: std::io::Error) -> opendal::Error {
     match e.into_inner() {
         Some(inner) => match inner.downcast::<opendal::Error>() {
@@ -371,12 +489,11 @@ mod tests {
             .await
             .expect("write");
         let listed = src.list_recursive("x/1/").await.expect("list");
-        assert_eq!(
-            listed,
-            vec![Object {
-                key: "x/1/f".into(),
-                size: 5
-            }]
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        assert_eq!((listed[0].key.as_str(), listed[0].size), ("x/1/f", 5));
+        assert!(
+            listed[0].fingerprint.starts_with("mtime:"),
+            "a local file is fingerprinted by its modification time: {listed:?}"
         );
         let c = src.copy_to("x/1/f", &dst, "y/f", None).await.expect("copy");
         assert_eq!(c.size, 5);

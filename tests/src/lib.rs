@@ -4,6 +4,7 @@
 
 pub mod complete;
 pub mod fake_milvus;
+pub mod fault_proxy;
 pub mod fixtures;
 pub mod harness;
 pub mod logs;

@@ -61,7 +61,7 @@ async fn bad_names_get_precise_statuses_before_milvus_is_asked() -> anyhow::Resu
         cluster: cluster.into(),
         repository: repo.into(),
         collections: filter.iter().map(|s| s.to_string()).collect(),
-        include_rbac: false,
+        ..Default::default()
     };
 
     let (code_, msg) = code(c.create_backup(req("ok1", "nope", "local", &[])).await);
@@ -146,7 +146,7 @@ async fn bad_requests_get_precise_statuses() -> anyhow::Result<()> {
         cluster: cluster.into(),
         repository: repo.into(),
         collections: filter.iter().map(|s| s.to_string()).collect(),
-        include_rbac: false,
+        ..Default::default()
     };
 
     // A real backup, then the same name again.

@@ -30,6 +30,7 @@ async fn a_whole_deployment_round_trips() -> anyhow::Result<()> {
             repository: "s3".into(),
             collections: vec![filter],
             include_rbac: true,
+            ..Default::default()
         })
         .await?;
     let done = run_job(&c, job).await?;

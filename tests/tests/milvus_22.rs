@@ -69,6 +69,7 @@ async fn backup(
             repository: "local".into(),
             collections: vec![coll.into()],
             include_rbac: false,
+            ..Default::default()
         })
         .await?;
     let done = run_job(c, job).await?;

@@ -55,6 +55,7 @@ async fn partition_key_rows_are_copied_across_pages() -> anyhow::Result<()> {
             repository: "local".into(),
             collections: vec![name.clone()],
             include_rbac: false,
+            ..Default::default()
         })
         .await?;
     assert_succeeded(&run_job(&c, job).await?);

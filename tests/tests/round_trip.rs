@@ -43,6 +43,7 @@ async fn backup_then_restore_into_another_milvus_and_under_a_suffix() -> anyhow:
             repository: "local".into(),
             collections: vec![names.join(",")],
             include_rbac: false,
+            ..Default::default()
         })
         .await?;
     let done = run_job(&client, job).await?;
@@ -161,6 +162,7 @@ async fn backup_from_s3_cluster_restore_into_local_cluster() -> anyhow::Result<(
             repository: "s3".into(),
             collections: names.clone(),
             include_rbac: false,
+            ..Default::default()
         })
         .await?;
     let done = run_job(&client, job).await?;

@@ -118,6 +118,7 @@ async fn rows_are_counted_verified_exported_and_checked_on_restore() -> anyhow::
             repository: "local".into(),
             collections: vec![name.clone()],
             include_rbac: false,
+            ..Default::default()
         })
         .await?;
     assert_succeeded(&run_job(&c, job).await?);

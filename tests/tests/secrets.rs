@@ -245,7 +245,7 @@ async fn no_secret_reaches_logs_jobs_manifests_or_answers() -> anyhow::Result<()
         cluster: cluster.to_owned(),
         repository: repository.to_owned(),
         collections: vec![fx.name.clone()],
-        include_rbac: false,
+        ..Default::default()
     };
     let (bk1, bk2) = (unique("secbk"), unique("secbk"));
     let mut jobs = Vec::new();

@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use milvault_proto::milvault::v1::{
-    CollectionProgress, CollectionReport, Job, JobPhase, JobResource, JobState, RbacReport,
-    RestoreMethod,
+    CollectionProgress, CollectionReport, ImportRecord, Job, JobPhase, JobResource, JobState,
+    RbacReport, RestoreMethod,
 };
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -314,6 +314,45 @@ impl JobCtx {
     /// Everything the job holds.
     pub(crate) fn resources(&self) -> Vec<JobResource> {
         self.tx.borrow().resources.clone()
+    }
+
+    /// Records, before Milvus is asked, an import about to start; returns its index
+    /// for [`Self::update_import`] (journaled: a resume finds what was running).
+    #[expect(
+        dead_code,
+        reason = "the batched, resumable restore pipeline (in progress) uses it"
+    )]
+    pub(crate) async fn import_started(&self, record: ImportRecord) -> usize {
+        let mut idx = 0;
+        self.update_now(|j| {
+            idx = j.imports.len();
+            j.imports.push(record);
+        })
+        .await;
+        idx
+    }
+
+    /// Changes a recorded import: its task ids, its confirmation (journaled).
+    #[expect(
+        dead_code,
+        reason = "the batched, resumable restore pipeline (in progress) uses it"
+    )]
+    pub(crate) async fn update_import(&self, idx: usize, f: impl FnOnce(&mut ImportRecord)) {
+        self.update_now(|j| {
+            if let Some(r) = j.imports.get_mut(idx) {
+                f(r);
+            }
+        })
+        .await;
+    }
+
+    /// The imports recorded so far (with those an interrupted run handed over).
+    #[expect(
+        dead_code,
+        reason = "the batched, resumable restore pipeline (in progress) uses it"
+    )]
+    pub(crate) fn imports(&self) -> Vec<ImportRecord> {
+        self.tx.borrow().imports.clone()
     }
 
     /// Records what a cleanup did (journaled).

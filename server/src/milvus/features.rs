@@ -172,9 +172,86 @@ impl Features {
         self.at_least(2, 4, 0)
     }
 
+    /// Most segments one backup-mode import may carry (one group directory holding
+    /// many segment directories), `None` = no limit of the server's own.
+    /// 2.2/2.3: the binlog parser lists the directory recursively and imports every
+    /// segment under it, one after another, in one task (seen here: 1,100 segments in
+    /// one task on 2.3.5, 300 on 2.2.16, rows exact); the task's time limit
+    /// (`importTaskExpiration`, 900 s from its start) is what bounds it, so restores
+    /// also cap a task's bytes. 2.4+: one import job expands to one file per segment,
+    /// at most `dataCoord.import.maxImportFileNumPerReq` (1,024 by default).
+    #[cfg_attr(
+        not(test),
+        expect(
+            dead_code,
+            reason = "the batched, resumable restore pipeline (in progress) uses it"
+        )
+    )]
+    pub(crate) fn max_segments_per_import(&self) -> Option<usize> {
+        self.at_least(2, 4, 0).then_some(1024)
+    }
+
+    /// Import tasks (jobs) the server takes at once. 2.2/2.3 queue them (65,535
+    /// pending) and run one per DataNode at a time — seen on 2.3.5 standalone: four
+    /// tasks submitted together ran strictly one after another, each starting as the
+    /// previous completed; 2.4+ runs up to `dataCoord.import.maxImportJobNum` (1,024)
+    /// jobs. A restore keeps `min(this, limits.import_concurrency)` in flight, so the
+    /// next task is always queued when one ends.
+    #[cfg_attr(
+        not(test),
+        expect(
+            dead_code,
+            reason = "the batched, resumable restore pipeline (in progress) uses it"
+        )
+    )]
+    pub(crate) fn import_jobs_accepted(&self) -> usize {
+        if self.at_least(2, 4, 0) { 1024 } else { 65_535 }
+    }
+
     /// The `skip_disk_quota_check` import option: 2.4+.
     pub(crate) fn import_skips_disk_quota(&self) -> bool {
         self.at_least(2, 4, 0)
+    }
+
+    /// `BackupRBAC`/`RestoreRBAC` (milvus-proto v2.4.10): users come out with their
+    /// password hash and go back in with it; before, users, roles and grants are read
+    /// with the select RPCs and passwords cannot be exported.
+    pub(crate) fn rbac_meta(&self) -> bool {
+        self.at_least(2, 4, 10)
+    }
+
+    /// Custom privilege groups (`RBACMeta.privilege_groups`, the group RPCs):
+    /// milvus-proto v2.4.16. A `RestoreRBAC` of an older server drops the groups it
+    /// is sent (an unknown field), so grants naming them must be expanded.
+    pub(crate) fn privilege_groups(&self) -> bool {
+        self.at_least(2, 4, 16)
+    }
+
+    /// Whether a grant may name the built-in privilege group `name` (`ReadOnly`,
+    /// `ClusterAdmin`, ...; `common.proto` `PrivilegeGroup*`): `ReadOnly`, `ReadWrite`
+    /// and `Admin` from 2.4.10, the cluster/database/collection groups from 2.4.18.
+    /// `None` when `name` is no built-in group.
+    pub(crate) fn knows_builtin_privilege_group(&self, name: &str) -> Option<bool> {
+        match name {
+            "ReadOnly" | "ReadWrite" | "Admin" => Some(self.at_least(2, 4, 10)),
+            "ClusterReadOnly"
+            | "ClusterReadWrite"
+            | "ClusterAdmin"
+            | "DatabaseReadOnly"
+            | "DatabaseReadWrite"
+            | "DatabaseAdmin"
+            | "CollectionReadOnly"
+            | "CollectionReadWrite"
+            | "CollectionAdmin" => Some(self.at_least(2, 4, 18)),
+            _ => None,
+        }
+    }
+
+    /// REST `POST /v2/vectordb/segments/describe` names every file a segment owns
+    /// (milvus#40466, 2.5.8; milvus-backup gates it the same way): a backup copies
+    /// exactly those instead of what a listing of the segment's folders finds.
+    pub(crate) fn segment_describe_rest(&self) -> bool {
+        self.at_least(2, 5, 8)
     }
 }
 
@@ -201,5 +278,46 @@ mod tests {
         assert_eq!(v("v2.4.10").gc_pause(), GcPause::Global);
         assert_eq!(v("v2.6.8").gc_pause(), GcPause::Ticketed);
         assert!(!v("v2.3.5").binlog_import_into_partition_key());
+    }
+
+    #[test]
+    fn import_batching_follows_the_version() {
+        let v = |s| Features::new(Version::parse(s).expect("version"));
+        assert_eq!(v("v2.2.16").max_segments_per_import(), None);
+        assert_eq!(v("v2.3.5").max_segments_per_import(), None);
+        assert_eq!(v("v2.4.0").max_segments_per_import(), Some(1024));
+        assert_eq!(v("v2.6.8").max_segments_per_import(), Some(1024));
+        assert_eq!(v("v2.3.5").import_jobs_accepted(), 65_535);
+        assert_eq!(v("v2.4.10").import_jobs_accepted(), 1024);
+    }
+
+    #[test]
+    fn rbac_and_segment_description_gates() {
+        let v = |s| Features::new(Version::parse(s).expect("version"));
+        assert!(!v("v2.4.9").rbac_meta());
+        assert!(v("v2.4.10").rbac_meta());
+        assert!(!v("v2.4.15").privilege_groups());
+        assert!(v("v2.4.16").privilege_groups());
+        assert!(v("v2.5.0").privilege_groups());
+        assert_eq!(
+            v("v2.4.9").knows_builtin_privilege_group("ReadOnly"),
+            Some(false)
+        );
+        assert_eq!(
+            v("v2.4.10").knows_builtin_privilege_group("ReadOnly"),
+            Some(true)
+        );
+        assert_eq!(
+            v("v2.4.17").knows_builtin_privilege_group("ClusterAdmin"),
+            Some(false)
+        );
+        assert_eq!(
+            v("v2.4.18").knows_builtin_privilege_group("ClusterAdmin"),
+            Some(true)
+        );
+        assert_eq!(v("v2.6.0").knows_builtin_privilege_group("Query"), None);
+        assert!(!v("v2.5.7").segment_describe_rest());
+        assert!(v("v2.5.8").segment_describe_rest());
+        assert!(v("v2.6.0").segment_describe_rest());
     }
 }

@@ -11,6 +11,7 @@ pub(crate) mod features;
 pub(crate) mod management;
 mod meta;
 mod rbac;
+pub(crate) mod rest;
 pub(crate) mod schema_rules;
 mod status;
 pub(crate) mod types;

@@ -2,12 +2,15 @@
 //! can import them: the staging layout, next to the repository layout.
 //!
 //! ```text
-//! <cluster storage root>/<staging_prefix>/<job id>/<segment id>/
-//!     insert_log/<collection>/<partition>/<segment>/<segment>/<field>/<log>
-//!     delta_log/<collection>/<partition>/<segment>/<segment>/<log>
+//! <cluster storage root>/<staging_prefix>/<job id>/<group>/
+//!     insert_log/<collection>/<partition>/<group>/<segment>/<field>/<log>
+//!     delta_log/<collection>/<partition>/<group>/<segment>/<log>
 //! ```
-//! The import is given the two "group" directories (`.../<segment>/`) whose children
-//! are segment directories: that form is read the same way by Milvus 2.2 through 2.6.
+//! One group is one import: a batch of segments of one partition (its first segment's
+//! id names it), or a single segment. The import is given the two group directories,
+//! whose children are segment directories: that form is read the same way by Milvus
+//! 2.2 through 2.6 (2.2/2.3 list it recursively and take the segment id from each
+//! key; 2.4+ takes each child as one segment), so one import carries many segments.
 //! The prefix is never Milvus's own `insert_log/` etc. (its GC would collect unknown
 //! files there). Local storage needs absolute paths, object storage bucket keys.
 
@@ -24,10 +27,10 @@ pub(crate) struct Staging {
     storage_root: String,
 }
 
-/// Where one segment is staged.
+/// Where one import's segments are staged.
 #[derive(Clone, Debug)]
-pub(crate) struct StagedSegment {
-    /// `<root><segment>/`: everything of the segment, removed after its import.
+pub(crate) struct StagedGroup {
+    /// `<root><group>/`: everything of the import, removed after it.
     pub(crate) dir: String,
     /// The insert-log group directory (store key).
     pub(crate) insert_dir: String,
@@ -53,13 +56,19 @@ impl Staging {
         &self.root
     }
 
-    /// Where segment `seg` of collection `collection_id` is staged.
-    pub(crate) fn segment(&self, collection_id: i64, seg: &SegmentBackup) -> StagedSegment {
-        let dir = format!("{}{}/", self.root, seg.segment_id);
-        let group = format!("{}/{}/{}/", collection_id, seg.partition_id, seg.segment_id);
-        StagedSegment {
-            insert_dir: format!("{dir}insert_log/{group}"),
-            delta_dir: format!("{dir}delta_log/{group}"),
+    /// Where segment `seg` of collection `collection_id` is staged alone.
+    pub(crate) fn segment(&self, collection_id: i64, seg: &SegmentBackup) -> StagedGroup {
+        self.group(collection_id, seg.partition_id, seg.segment_id)
+    }
+
+    /// Where the segments of one import into partition `partition_id` are staged;
+    /// `group` (the first segment's id) names it within the job.
+    pub(crate) fn group(&self, collection_id: i64, partition_id: i64, group: i64) -> StagedGroup {
+        let dir = format!("{}{group}/", self.root);
+        let tail = format!("{collection_id}/{partition_id}/{group}/");
+        StagedGroup {
+            insert_dir: format!("{dir}insert_log/{tail}"),
+            delta_dir: format!("{dir}delta_log/{tail}"),
             dir,
         }
     }
@@ -74,7 +83,7 @@ impl Staging {
     }
 }
 
-impl StagedSegment {
+impl StagedGroup {
     /// The staged key of one of the segment's insert (`delta = false`) or delta logs:
     /// its source key `kind/c/p/s/rest` becomes `<group dir><s>/rest`.
     pub(crate) fn key_of(&self, seg: &SegmentBackup, file: &BackupFile, delta: bool) -> String {
@@ -128,6 +137,21 @@ mod tests {
         let st = Staging::for_job(&cluster("fs", "/data/milvus/"), "job1");
         let s = st.segment(9, &seg);
         assert_eq!(s.insert_dir, "milvault-staging/job1/7/insert_log/9/3/7/");
+        // A batch: segments 7 and 8 under group 7, each its own child directory.
+        let b = st.group(9, 3, 7);
+        let eight = SegmentBackup {
+            segment_id: 8,
+            partition_id: 3,
+            ..Default::default()
+        };
+        let f8 = BackupFile {
+            source_key: "insert_log/9/3/8/101/60".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            b.key_of(&eight, &f8, false),
+            "milvault-staging/job1/7/insert_log/9/3/7/8/101/60"
+        );
         let f = BackupFile {
             source_key: "insert_log/9/3/7/101/55".into(),
             ..Default::default()

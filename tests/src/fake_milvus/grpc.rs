@@ -1396,4 +1396,29 @@ impl MilvusService for FakeMilvus {
     async fn restore_rbac(&self, r: Request<pb::RestoreRbacMetaRequest>) -> R<Status> {
         self.restore_rbac_rpc(r).await
     }
+
+    async fn create_privilege_group(
+        &self,
+        r: Request<pb::CreatePrivilegeGroupRequest>,
+    ) -> R<Status> {
+        self.create_privilege_group_rpc(r).await
+    }
+
+    async fn drop_privilege_group(&self, r: Request<pb::DropPrivilegeGroupRequest>) -> R<Status> {
+        self.drop_privilege_group_rpc(r).await
+    }
+
+    async fn list_privilege_groups(
+        &self,
+        r: Request<pb::ListPrivilegeGroupsRequest>,
+    ) -> R<pb::ListPrivilegeGroupsResponse> {
+        self.list_privilege_groups_rpc(r).await
+    }
+
+    async fn operate_privilege_group(
+        &self,
+        r: Request<pb::OperatePrivilegeGroupRequest>,
+    ) -> R<Status> {
+        self.operate_privilege_group_rpc(r).await
+    }
 }

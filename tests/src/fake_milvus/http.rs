@@ -1,6 +1,9 @@
 //! The fake's two HTTP ports, hand-written HTTP/1.1 (one request per connection):
 //! - management (9091): GC pause and resume per version (`MILVUS-24-26.md` e.2);
-//! - proxy REST: `POST /v2/vectordb/segments/describe` from 2.5.8 (e.1).
+//! - proxy REST: `POST /v2/vectordb/segments/describe` from 2.5.8 (e.1; request and
+//!   answer keys as `request_v2.go` `GetSegmentsInfoReq` and `handler_v2.go`
+//!   `getSegmentsInfo` spell them), naming only the files the fake's own metadata
+//!   holds for a segment, so a file a test drops beside them stays an orphan.
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -141,6 +144,18 @@ fn split_target(target: &str) -> (String, Vec<(String, String)>) {
     (path.to_owned(), params)
 }
 
+/// A member of a JSON request object the way Go's `encoding/json` (gin's binding)
+/// finds it: the exact key first, else one equal but for case (`collectionId` reaches
+/// `collectionID`).
+fn field<'a>(obj: &'a Value, key: &str) -> Option<&'a Value> {
+    obj.get(key).or_else(|| {
+        obj.as_object()?
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v)
+    })
+}
+
 fn msg(text: impl Into<String>) -> String {
     json!({ "msg": text.into() }).to_string()
 }
@@ -260,21 +275,17 @@ impl FakeMilvus {
                 );
             }
         };
-        let db = req
-            .get("dbName")
+        let db = field(&req, "dbName")
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
             .unwrap_or("default")
             .to_owned();
-        let Some(cid) = req.get("collectionId").and_then(Value::as_i64) else {
-            return (
-                200,
-                json!({"code": 1802, "message": "missing required parameters, error: collectionId"})
-                    .to_string(),
-            );
-        };
-        let ids: Vec<i64> = req
-            .get("segmentIds")
+        // `GetSegmentsInfoReq{dbName, collectionID, segmentIDs}`, no field required: a
+        // missing id is 0, which names no collection.
+        let cid = field(&req, "collectionID")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        let ids: Vec<i64> = field(&req, "segmentIDs")
             .and_then(Value::as_array)
             .map(|a| a.iter().filter_map(Value::as_i64).collect())
             .unwrap_or_default();

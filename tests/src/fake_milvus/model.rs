@@ -290,6 +290,8 @@ pub(super) struct Rbac {
     /// `(user, role)`.
     pub(super) user_roles: BTreeSet<(String, String)>,
     pub(super) grants: BTreeSet<Grant>,
+    /// Custom privilege groups (2.4.16+): name → privileges.
+    pub(super) groups: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// How an import task ends.

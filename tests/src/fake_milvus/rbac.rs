@@ -1,16 +1,95 @@
 //! Users, roles and grants: the select RPCs every version has, the create/operate calls
-//! with each version's "already exists" answers, and `BackupRBAC`/`RestoreRBAC` (2.4.10+).
+//! with each version's "already exists" answers, `BackupRBAC`/`RestoreRBAC` (2.4.10+)
+//! and custom privilege groups (2.4.16+).
+//!
+//! What each version refuses, as the real one does (`MILVUS-24-26.md` d.1–d.2; rootcoord
+//! `meta_table.go` `CheckIfRBACRestorable`, `kv_catalog.go` `BackupRBAC`):
+//! - `BackupRBAC` leaves out `root`, the roles `admin` and `public` and their grants,
+//!   and gives each user's stored password hash, never the password;
+//! - `RestoreRBAC` refuses the whole call when it is empty, when a role, privilege group
+//!   or user in it exists, when a grant names a privilege that is neither built in nor
+//!   a group existing after the call, or when a user names a role that will not exist;
+//!   it stores the hash as given, so the user logs in with the old password;
+//! - before 2.4.16 `RBACMeta` has no `privilege_groups` field: groups sent are dropped
+//!   (an unknown field), so grants naming them fail the privilege check;
+//! - `OperatePrivilege` refuses a privilege name that is not built in (for the
+//!   version: built-in groups from 2.4.10 and 2.4.18) or a custom group
+//!   ("not found the privilege name[...]"; the per-object-type check is not modelled).
+
+use std::collections::BTreeSet;
 
 use base64::Engine;
-use milvault_proto::milvus::common::{ErrorCode, Status};
+use milvault_proto::milvus::common::{ErrorCode, ObjectPrivilege, Status};
 use milvault_proto::milvus::milvus as pb;
 use tonic::{Request, Response, Status as GrpcStatus};
 
 use super::FakeMilvus;
-use super::grpc::{done, failed, ok, success, unimplemented};
+use super::behaviour::Behaviour;
+use super::grpc::{Answer, done, failed, ok, success, unimplemented};
 use super::model::{self, Grant, Model};
 
 type R<T> = Result<Response<T>, GrpcStatus>;
+
+impl Answer for pb::ListPrivilegeGroupsResponse {
+    fn set_status(&mut self, s: Status) {
+        self.status = Some(s);
+    }
+}
+
+/// Whether `name` is a privilege or built-in privilege group this version knows
+/// (`util.IsPrivilegeNameDefined`: `Privilege<name>` or `PrivilegeGroup<name>` in
+/// `common.proto`'s `ObjectPrivilege`).
+fn builtin(b: &Behaviour, name: &str) -> bool {
+    if ObjectPrivilege::from_str_name(&format!("Privilege{name}")).is_some() {
+        return true;
+    }
+    match ObjectPrivilege::from_str_name(&format!("PrivilegeGroup{name}")) {
+        // ReadOnly, ReadWrite, Admin (53–55): 2.4.10; the cluster, database and
+        // collection groups (60–68): 2.4.18.
+        Some(p) if (p as i32) < 60 => b.rbac_meta,
+        Some(_) => b.at_least(2, 4, 18),
+        None => false,
+    }
+}
+
+/// Whether a grant may name `privilege` on this server now.
+fn grantable(b: &Behaviour, m: &Model, privilege: &str) -> bool {
+    privilege == "*"
+        || builtin(b, privilege)
+        || (b.privilege_groups && m.rbac.groups.contains_key(privilege))
+}
+
+fn grant_to_wire(g: &Grant) -> pb::GrantEntity {
+    pb::GrantEntity {
+        role: Some(pb::RoleEntity {
+            name: g.role.clone(),
+            ..Default::default()
+        }),
+        object: Some(pb::ObjectEntity {
+            name: g.object.clone(),
+        }),
+        object_name: g.object_name.clone(),
+        grantor: Some(pb::GrantorEntity {
+            user: Some(pb::UserEntity {
+                name: g.grantor.clone(),
+            }),
+            privilege: Some(pb::PrivilegeEntity {
+                name: g.privilege.clone(),
+            }),
+        }),
+        db_name: g.db.clone(),
+    }
+}
+
+fn group_to_wire(name: &str, privileges: &BTreeSet<String>) -> pb::PrivilegeGroupInfo {
+    pb::PrivilegeGroupInfo {
+        group_name: name.to_owned(),
+        privileges: privileges
+            .iter()
+            .map(|p| pb::PrivilegeEntity { name: p.clone() })
+            .collect(),
+    }
+}
 
 impl FakeMilvus {
     pub(super) async fn create_credential_rpc(
@@ -235,6 +314,13 @@ impl FakeMilvus {
                 "not found the role, maybe the role isn't existed or internal system error",
             ));
         }
+        if !grantable(&b, &m, &privilege) {
+            return failed(b.status(
+                65535,
+                ErrorCode::OperatePrivilegeFailure,
+                format!("not found the privilege name[{privilege}]"),
+            ));
+        }
         let grant = Grant {
             role,
             object: e.object.map(|o| o.name).unwrap_or_default(),
@@ -305,25 +391,7 @@ impl FakeMilvus {
             .filter(|g| g.role == role && (g.db == db || db == "*"))
             .filter(|g| object.is_empty() || g.object == object)
             .filter(|g| e.object_name.is_empty() || g.object_name == e.object_name)
-            .map(|g| pb::GrantEntity {
-                role: Some(pb::RoleEntity {
-                    name: g.role.clone(),
-                    ..Default::default()
-                }),
-                object: Some(pb::ObjectEntity {
-                    name: g.object.clone(),
-                }),
-                object_name: g.object_name.clone(),
-                grantor: Some(pb::GrantorEntity {
-                    user: Some(pb::UserEntity {
-                        name: g.grantor.clone(),
-                    }),
-                    privilege: Some(pb::PrivilegeEntity {
-                        name: g.privilege.clone(),
-                    }),
-                }),
-                db_name: g.db.clone(),
-            })
+            .map(grant_to_wire)
             .collect();
         done(pb::SelectGrantResponse {
             status: ok(),
@@ -377,27 +445,18 @@ impl FakeMilvus {
                 .grants
                 .iter()
                 .filter(|g| custom(&g.role))
-                .map(|g| pb::GrantEntity {
-                    role: Some(pb::RoleEntity {
-                        name: g.role.clone(),
-                        ..Default::default()
-                    }),
-                    object: Some(pb::ObjectEntity {
-                        name: g.object.clone(),
-                    }),
-                    object_name: g.object_name.clone(),
-                    grantor: Some(pb::GrantorEntity {
-                        user: Some(pb::UserEntity {
-                            name: g.grantor.clone(),
-                        }),
-                        privilege: Some(pb::PrivilegeEntity {
-                            name: g.privilege.clone(),
-                        }),
-                    }),
-                    db_name: g.db.clone(),
-                })
+                .map(grant_to_wire)
                 .collect(),
-            privilege_groups: Vec::new(),
+            // The field exists from 2.4.16; custom groups only.
+            privilege_groups: if self.behaviour.privilege_groups {
+                m.rbac
+                    .groups
+                    .iter()
+                    .map(|(n, p)| group_to_wire(n, p))
+                    .collect()
+            } else {
+                Vec::new()
+            },
         };
         done(pb::BackupRbacMetaResponse {
             status: ok(),
@@ -414,47 +473,68 @@ impl FakeMilvus {
         if !b.rbac_meta {
             return Err(unimplemented("RestoreRBAC"));
         }
-        let meta = r.into_inner().rbac_meta.unwrap_or_default();
-        if meta.users.is_empty() && meta.roles.is_empty() && meta.grants.is_empty() {
+        let mut meta = r.into_inner().rbac_meta.unwrap_or_default();
+        if !b.privilege_groups {
+            // Field 4 is unknown to this version: dropped while decoding.
+            meta.privilege_groups.clear();
+        }
+        if meta.users.is_empty()
+            && meta.roles.is_empty()
+            && meta.grants.is_empty()
+            && meta.privilege_groups.is_empty()
+        {
             return failed(b.unexpected("rbac meta is empty"));
         }
         let mut m = self.lock();
-        // CheckIfRBACRestorable: nothing may exist already, every role named must exist
-        // or be created by the same call (MILVUS-24-26.md d.2).
+        // CheckIfRBACRestorable, in its order: roles, groups, grants, users.
         for role in &meta.roles {
             if m.rbac.roles.contains(&role.name) {
                 return failed(b.unexpected(format!("role [{}] already exists", role.name)));
+            }
+        }
+        for g in &meta.privilege_groups {
+            if m.rbac.groups.contains_key(&g.group_name) {
+                return failed(
+                    b.unexpected(format!("privilege group [{}] already exists", g.group_name)),
+                );
+            }
+        }
+        for g in &meta.grants {
+            let name = g
+                .grantor
+                .as_ref()
+                .and_then(|gr| gr.privilege.as_ref())
+                .map(|p| p.name.as_str())
+                .unwrap_or_default();
+            let new_group = meta.privilege_groups.iter().any(|p| p.group_name == name);
+            if !new_group && !grantable(&b, &m, name) {
+                return failed(b.unexpected(format!("privilege [{name}] does not exist")));
             }
         }
         for u in &meta.users {
             if m.rbac.users.contains_key(&u.user) {
                 return failed(b.unexpected(format!("user [{}] already exists", u.user)));
             }
-        }
-        let known = |name: &str, m: &Model| {
-            m.rbac.roles.contains(name) || meta.roles.iter().any(|r| r.name == name)
-        };
-        for name in meta
-            .users
-            .iter()
-            .flat_map(|u| u.roles.iter().map(|r| r.name.clone()))
-            .chain(
-                meta.grants
-                    .iter()
-                    .filter_map(|g| g.role.as_ref().map(|r| r.name.clone())),
-            )
-        {
-            if !known(&name, &m) {
-                return failed(b.unexpected(format!("role [{name}] does not exist")));
+            for r in &u.roles {
+                if !m.rbac.roles.contains(&r.name) && !meta.roles.iter().any(|n| n.name == r.name) {
+                    return failed(b.unexpected(format!("role [{}] does not exist", r.name)));
+                }
             }
         }
         for role in meta.roles {
             m.rbac.roles.insert(role.name);
         }
+        for g in meta.privilege_groups {
+            m.rbac.groups.insert(
+                g.group_name,
+                g.privileges.into_iter().map(|p| p.name).collect(),
+            );
+        }
         for u in meta.users {
             for r in &u.roles {
                 m.rbac.user_roles.insert((u.user.clone(), r.name.clone()));
             }
+            // The hash as given (`AlterCredential{EncryptedPassword}`).
             m.rbac.users.insert(u.user, u.password);
         }
         for g in meta.grants {
@@ -475,6 +555,117 @@ impl FakeMilvus {
                     .map(|u| u.name)
                     .unwrap_or_else(|| "root".into()),
             });
+        }
+        success()
+    }
+
+    pub(super) async fn create_privilege_group_rpc(
+        &self,
+        r: Request<pb::CreatePrivilegeGroupRequest>,
+    ) -> R<Status> {
+        self.record("CreatePrivilegeGroup");
+        let b = self.behaviour.clone();
+        if !b.privilege_groups {
+            return Err(unimplemented("CreatePrivilegeGroup"));
+        }
+        let name = r.into_inner().group_name;
+        if name.is_empty() {
+            return failed(b.invalid("the privilege group name is empty"));
+        }
+        let mut m = self.lock();
+        if m.rbac.groups.contains_key(&name) {
+            return failed(b.invalid(format!("privilege group name [{name}] is defined by users")));
+        }
+        if builtin(&b, &name) {
+            return failed(b.invalid(format!(
+                "privilege group name [{name}] is defined by built in privileges or privilege groups in system"
+            )));
+        }
+        m.rbac.groups.insert(name, BTreeSet::new());
+        success()
+    }
+
+    pub(super) async fn drop_privilege_group_rpc(
+        &self,
+        r: Request<pb::DropPrivilegeGroupRequest>,
+    ) -> R<Status> {
+        self.record("DropPrivilegeGroup");
+        let b = self.behaviour.clone();
+        if !b.privilege_groups {
+            return Err(unimplemented("DropPrivilegeGroup"));
+        }
+        let name = r.into_inner().group_name;
+        let mut m = self.lock();
+        if !m.rbac.groups.contains_key(&name) {
+            return failed(b.invalid("the privilege group is not a custom privilege group"));
+        }
+        if let Some(g) = m.rbac.grants.iter().find(|g| g.privilege == name) {
+            return failed(b.unexpected(format!(
+                "privilege group [{name}] is used by role [{}], Use REVOKE API to revoke it first",
+                g.role
+            )));
+        }
+        m.rbac.groups.remove(&name);
+        success()
+    }
+
+    pub(super) async fn list_privilege_groups_rpc(
+        &self,
+        _r: Request<pb::ListPrivilegeGroupsRequest>,
+    ) -> R<pb::ListPrivilegeGroupsResponse> {
+        self.record("ListPrivilegeGroups");
+        if !self.behaviour.privilege_groups {
+            return Err(unimplemented("ListPrivilegeGroups"));
+        }
+        let m = self.lock();
+        done(pb::ListPrivilegeGroupsResponse {
+            status: ok(),
+            privilege_groups: m
+                .rbac
+                .groups
+                .iter()
+                .map(|(n, p)| group_to_wire(n, p))
+                .collect(),
+        })
+    }
+
+    pub(super) async fn operate_privilege_group_rpc(
+        &self,
+        r: Request<pb::OperatePrivilegeGroupRequest>,
+    ) -> R<Status> {
+        self.record("OperatePrivilegeGroup");
+        let b = self.behaviour.clone();
+        if !b.privilege_groups {
+            return Err(unimplemented("OperatePrivilegeGroup"));
+        }
+        let req = r.into_inner();
+        let mut m = self.lock();
+        if !m.rbac.groups.contains_key(&req.group_name) {
+            return failed(b.invalid(format!(
+                "there is no privilege group name [{}] defined in system to operate",
+                req.group_name
+            )));
+        }
+        if req.privileges.is_empty() {
+            return failed(b.invalid("privileges is empty when alter the privilege group"));
+        }
+        for p in &req.privileges {
+            if !builtin(&b, &p.name) && !m.rbac.groups.contains_key(&p.name) {
+                return failed(b.invalid(format!(
+                    "there is no privilege name or privilege group name [{}] defined in system to operate",
+                    p.name
+                )));
+            }
+        }
+        let add = req.r#type == pb::OperatePrivilegeGroupType::AddPrivilegesToGroup as i32;
+        if let Some(set) = m.rbac.groups.get_mut(&req.group_name) {
+            for p in req.privileges {
+                if add {
+                    set.insert(p.name);
+                } else {
+                    set.remove(&p.name);
+                }
+            }
         }
         success()
     }

@@ -1262,3 +1262,535 @@ async fn segments_are_listed_with_the_fields_each_version_reports() -> anyhow::R
     }
     Ok(())
 }
+
+// ------------------------------------------- RBAC export and exact segment files
+
+/// A backup of `cluster` with users, roles and grants.
+async fn backup_rbac(c: &Client, name: &str, cluster: &str) -> anyhow::Result<pb::Job> {
+    let job = c
+        .create_backup(pb::CreateBackupRequest {
+            name: name.into(),
+            cluster: cluster.into(),
+            include_rbac: true,
+            ..Default::default()
+        })
+        .await?;
+    run_job(c, job).await
+}
+
+/// A restore of `backup` into `cluster` (c1 as `collection`) with users, roles and grants.
+async fn restore_rbac(
+    c: &Client,
+    backup: &str,
+    cluster: &str,
+    collection: &str,
+) -> anyhow::Result<pb::Job> {
+    restore(
+        c,
+        pb::RestoreBackupRequest {
+            restore_rbac: true,
+            renames: [("c1".to_string(), collection.to_string())]
+                .into_iter()
+                .collect(),
+            ..renamed(backup, cluster)
+        },
+    )
+    .await
+}
+
+/// The RBAC report of a finished restore.
+fn rbac_report(job: &pb::Job) -> pb::RbacReport {
+    job.report
+        .as_ref()
+        .and_then(|r| r.rbac.clone())
+        .expect("an RBAC report")
+}
+
+/// How often the fake was sent `rpc`.
+fn calls(fake: &FakeMilvus, rpc: &str) -> usize {
+    fake.recorded().calls.iter().filter(|c| *c == rpc).count()
+}
+
+/// The privileges granted to `role` on the fake, sorted.
+fn privileges_of(fake: &FakeMilvus, role: &str) -> Vec<String> {
+    let mut out: Vec<String> = fake
+        .grants()
+        .into_iter()
+        .filter(|g| g.0 == role)
+        .map(|g| g.3)
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_rbac_keeps_password_hashes_unseen_and_restores_only_what_the_target_lacks()
+-> anyhow::Result<()> {
+    let logs = milvault_tests::logs::capture("debug");
+    let src = started("v2.4.16").await?;
+    src.add_collection(CollectionSpec::new("c1"))?;
+    src.add_segment("c1", "_default", ten_rows()).await?;
+    src.add_user("alice", "alice-pw", &["reader"]);
+    src.add_user("bob", "bob-at-source", &["writer"]);
+    src.add_privilege_group("readers", &["Query", "Search"]);
+    src.add_grant("reader", "Collection", "*", "readers", "default");
+    src.add_grant("writer", "Collection", "*", "Insert", "default");
+    // `BackupRBAC` leaves the grants of `public` out; they are read with SelectGrant.
+    src.add_grant("public", "Collection", "c1", "Query", "default");
+    // The target has bob and his role already: a `RestoreRBAC` naming either would be
+    // refused as a whole.
+    let dst = started("v2.5.0").await?;
+    dst.add_user("bob", "bob-at-target", &["writer"]);
+    let hashes = [
+        src.password_hash("alice").expect("alice"),
+        src.password_hash("bob").expect("bob"),
+    ];
+    let server = server(&[("src", &src), ("dst", &dst)]).await?;
+    let c = server.client().await?;
+
+    let b = backup_rbac(&c, "b1", "src").await?;
+    assert_succeeded(&b);
+    assert_eq!(calls(&src, "BackupRBAC"), 1);
+    let m = c
+        .get_backup(pb::GetBackupRequest {
+            name: "b1".into(),
+            ..Default::default()
+        })
+        .await?
+        .manifest
+        .expect("manifest");
+    let rbac = m.rbac.expect("rbac");
+    assert_eq!(rbac.method, pb::RbacExportMethod::BackupRbac as i32);
+    assert!(!rbac.passwords_missing);
+    let users: Vec<(&str, bool, &str)> = rbac
+        .users
+        .iter()
+        .map(|u| (u.name.as_str(), u.has_password, u.password.as_str()))
+        .collect();
+    assert_eq!(
+        users,
+        [("alice", true, ""), ("bob", true, "")],
+        "root left out, hashes redacted"
+    );
+    assert_eq!(
+        rbac.privilege_groups
+            .iter()
+            .map(|g| (g.name.as_str(), g.privileges.clone()))
+            .collect::<Vec<_>>(),
+        [("readers", vec!["Query".to_string(), "Search".to_string()])]
+    );
+    assert!(
+        rbac.grants
+            .iter()
+            .any(|g| g.role == "public" && g.privilege == "Query")
+    );
+    // The repository keeps the hashes (a restore needs them) ...
+    let on_disk = std::fs::read_to_string(server.repo_dir.join("backups/b1/manifest.json"))?;
+    assert!(hashes.iter().all(|h| on_disk.contains(h.as_str())));
+
+    let r = restore_rbac(&c, "b1", "dst", "c1r").await?;
+    assert_succeeded(&r);
+    let report = rbac_report(&r);
+    assert_eq!(report.users_with_password, 1, "{report:?}");
+    assert_eq!(report.users_kept, ["bob"], "{report:?}");
+    assert!(report.users_needing_password_reset.is_empty(), "{report:?}");
+    assert_eq!(
+        (report.roles, report.privilege_groups),
+        (1, 1),
+        "{report:?}"
+    );
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    assert_eq!(calls(&dst, "RestoreRBAC"), 1);
+    // alice logs in with her old password; bob keeps the target's.
+    assert!(dst.logs_in("alice", "alice-pw"));
+    assert!(dst.logs_in("bob", "bob-at-target"));
+    assert_eq!(dst.user_roles("alice"), ["reader"]);
+    assert_eq!(
+        dst.privilege_groups(),
+        [(
+            "readers".to_string(),
+            vec!["Query".to_string(), "Search".to_string()]
+        )]
+    );
+    assert_eq!(privileges_of(&dst, "reader"), ["readers"]);
+    assert_eq!(privileges_of(&dst, "writer"), ["Insert"]);
+    assert_eq!(privileges_of(&dst, "public"), ["Query"]);
+
+    // Everything exists now: a second restore sends no `RestoreRBAC` (the target
+    // would refuse it) and keeps every user.
+    let again = restore_rbac(&c, "b1", "dst", "c1r2").await?;
+    assert_succeeded(&again);
+    assert_eq!(calls(&dst, "RestoreRBAC"), 1, "nothing was missing");
+    let report = rbac_report(&again);
+    assert_eq!(report.users_kept, ["alice", "bob"], "{report:?}");
+    assert_eq!((report.users, report.roles, report.grants), (0, 0, 0));
+
+    // ... and no answer, job record or log line shows one.
+    let mut answers = vec![
+        format!(
+            "{:?}",
+            c.get_job(pb::GetJobRequest { id: b.id.clone() }).await?
+        ),
+        format!(
+            "{:?}",
+            c.get_job(pb::GetJobRequest { id: r.id.clone() }).await?
+        ),
+        format!("{:?}", c.list_jobs(pb::ListJobsRequest::default()).await?),
+        format!(
+            "{:?}",
+            c.list_backups(pb::ListBackupsRequest::default()).await?
+        ),
+    ];
+    answers.push(format!(
+        "{:?}",
+        c.get_backup(pb::GetBackupRequest {
+            name: "b1".into(),
+            ..Default::default()
+        })
+        .await?
+    ));
+    answers.push(logs.text());
+    for (i, text) in answers.iter().enumerate() {
+        for h in &hashes {
+            assert!(
+                !text.contains(h.as_str()),
+                "answer {i} shows a password hash"
+            );
+        }
+    }
+    // The capture works (else the search above proves nothing).
+    assert!(
+        logs.text().contains("connected to Milvus"),
+        "nothing logged"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rbac_export_uses_backup_rbac_from_2_4_10_and_the_select_calls_before() -> anyhow::Result<()>
+{
+    for (version, meta) in [("v2.4.9", false), ("v2.4.10", true), ("v2.3.5", false)] {
+        let src = started(version).await?;
+        src.add_collection(CollectionSpec::new("c1"))?;
+        src.add_segment("c1", "_default", ten_rows()).await?;
+        src.add_user("alice", "alice-pw", &["reader"]);
+        src.add_grant("reader", "Collection", "*", "Query", "default");
+        let server = server(&[("src", &src)]).await?;
+        let c = server.client().await?;
+        let b = backup_rbac(&c, "b1", "src").await?;
+        // A wrong gate calls BackupRBAC where it is Unimplemented: the backup fails.
+        assert_succeeded(&b);
+        assert_eq!(calls(&src, "BackupRBAC"), usize::from(meta), "{version}");
+        let rbac = c
+            .get_backup(pb::GetBackupRequest {
+                name: "b1".into(),
+                ..Default::default()
+            })
+            .await?
+            .manifest
+            .and_then(|m| m.rbac)
+            .expect("rbac");
+        let method = if meta {
+            pb::RbacExportMethod::BackupRbac
+        } else {
+            pb::RbacExportMethod::Select
+        };
+        assert_eq!(rbac.method, method as i32, "{version}");
+        assert_eq!(rbac.passwords_missing, !meta, "{version}");
+        let alice = rbac
+            .users
+            .iter()
+            .find(|u| u.name == "alice")
+            .expect("alice");
+        assert_eq!(alice.has_password, meta, "{version}");
+        assert_eq!(alice.roles, ["reader"]);
+        assert!(
+            rbac.grants
+                .iter()
+                .any(|g| g.role == "reader" && g.privilege == "Query")
+        );
+        assert_eq!(
+            b.warnings
+                .iter()
+                .any(|w| w.contains("cannot export passwords")),
+            !meta,
+            "{version}: {:?}",
+            b.warnings
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn privilege_groups_and_built_in_groups_follow_the_targets_version() -> anyhow::Result<()> {
+    let src = started("v2.5.0").await?;
+    src.add_collection(CollectionSpec::new("c1"))?;
+    src.add_segment("c1", "_default", ten_rows()).await?;
+    src.add_user("alice", "alice-pw", &["reader"]);
+    src.add_privilege_group("readers", &["Query", "Search"]);
+    src.add_grant("reader", "Collection", "*", "readers", "default");
+    src.add_grant("reader", "Global", "*", "ReadOnly", "default");
+    src.add_grant("reader", "Global", "*", "ClusterReadOnly", "default");
+    let targets = [
+        ("v2.4.9", "t249"),
+        ("v2.4.10", "t2410"),
+        ("v2.4.16", "t2416"),
+        ("v2.4.18", "t2418"),
+    ];
+    let mut fakes = Vec::new();
+    for (v, _) in targets {
+        fakes.push(started(v).await?);
+    }
+    let mut clusters = vec![("src", &src)];
+    clusters.extend(targets.iter().map(|t| t.1).zip(fakes.iter()));
+    let server = server(&clusters).await?;
+    let c = server.client().await?;
+    assert_succeeded(&backup_rbac(&c, "b1", "src").await?);
+
+    for ((version, name), dst) in targets.iter().zip(&fakes) {
+        let r = restore_rbac(&c, "b1", name, "c1r").await?;
+        // A wrong gate sends what the version refuses (RestoreRBAC before 2.4.10,
+        // groups before 2.4.16, a built-in group it does not know): the job fails.
+        assert_succeeded(&r);
+        let report = rbac_report(&r);
+        let (groups, expected, password, warnings): (&[&str], &[&str], bool, usize) = match *version
+        {
+            // No RestoreRBAC: a new password; groups expanded; neither built-in
+            // group known.
+            "v2.4.9" => (&[], &["Query", "Search"], false, 3),
+            // ReadOnly known, ClusterReadOnly (2.4.18) not; no custom groups.
+            "v2.4.10" => (&[], &["Query", "ReadOnly", "Search"], true, 2),
+            "v2.4.16" => (&["readers"], &["ReadOnly", "readers"], true, 1),
+            _ => (
+                &["readers"],
+                &["ClusterReadOnly", "ReadOnly", "readers"],
+                true,
+                0,
+            ),
+        };
+        assert_eq!(privileges_of(dst, "reader"), expected, "{version}");
+        let made: Vec<String> = dst.privilege_groups().into_iter().map(|g| g.0).collect();
+        assert_eq!(made, groups, "{version}");
+        assert_eq!(report.privilege_groups as usize, groups.len(), "{version}");
+        assert_eq!(
+            calls(dst, "RestoreRBAC"),
+            usize::from(password),
+            "{version}"
+        );
+        assert_eq!(dst.logs_in("alice", "alice-pw"), password, "{version}");
+        assert_eq!(dst.user_roles("alice"), ["reader"], "{version}");
+        if password {
+            assert_eq!(report.users_with_password, 1, "{version}");
+        } else {
+            assert_eq!(report.users_needing_password_reset, ["alice"], "{version}");
+        }
+        assert_eq!(
+            report.warnings.len(),
+            warnings,
+            "{version}: {:?}",
+            report.warnings
+        );
+    }
+    Ok(())
+}
+
+/// A server whose one cluster `fake` has its REST port configured (`rest`).
+async fn server_with_rest(fake: &FakeMilvus) -> anyhow::Result<TestServer> {
+    let url = match fake.rest_url() {
+        Some(u) => u,
+        None => fake.serve_rest().await?,
+    };
+    let mut cl = cluster("fake", fake);
+    cl.extra = format!("rest = \"{url}\"\n");
+    TestServer::start_minimal(
+        &Minimal {
+            clusters: vec![cl],
+            ..Default::default()
+        },
+        vec![],
+    )
+    .await
+}
+
+/// The REST exchanges the fake answered.
+fn rest_exchanges(fake: &FakeMilvus) -> Vec<milvault_tests::fake_milvus::HttpExchange> {
+    fake.recorded()
+        .exchanges
+        .into_iter()
+        .filter(|e| e.port == HttpPort::Rest)
+        .collect()
+}
+
+/// The files (relative to the fake's root) of a segment's field folder.
+fn field_files(fake: &FakeMilvus, segment: i64, field: i64) -> anyhow::Result<Vec<String>> {
+    let c = fake.collection_id("c1").expect("c1");
+    let p = fake.partition_id("c1", "_default").expect("partition");
+    let dir = format!("insert_log/{c}/{p}/{segment}/{field}");
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(fake.path(&dir))? {
+        out.push(format!("{dir}/{}", e?.file_name().to_string_lossy()));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Puts a copy of one of field 100's insert logs beside it under a log id Milvus's
+/// metadata does not name: what a retried write leaves behind. Returns its key.
+fn drop_orphan(fake: &FakeMilvus, segment: i64) -> anyhow::Result<String> {
+    let first = field_files(fake, segment, 100)?
+        .into_iter()
+        .next()
+        .expect("a log of field 100");
+    let orphan = format!(
+        "{}/987654321",
+        first.rsplit_once('/').map(|(d, _)| d).unwrap_or_default()
+    );
+    std::fs::copy(fake.path(&first), fake.path(&orphan))?;
+    Ok(orphan)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segment_files_come_from_segments_describe_from_2_5_8_and_from_a_listing_before()
+-> anyhow::Result<()> {
+    for (version, described) in [("v2.5.7", false), ("v2.5.8", true), ("v2.6.8", true)] {
+        let s = setup(version, CollectionSpec::new("c1")).await?;
+        let orphan = drop_orphan(&s.fake, s.segment)?;
+        let server = server_with_rest(&s.fake).await?;
+        let c = server.client().await?;
+        let b = backup(&c, "b1", "fake").await?;
+        let rest = rest_exchanges(&s.fake);
+        if !described {
+            // No call to a route this version lacks; the listing finds the orphan and
+            // refuses to guess which of field 100's files are the segment's.
+            assert!(rest.is_empty(), "{version}: {rest:?}");
+            let err = b.error.expect("the orphan fails a listed backup");
+            assert_eq!(err.reason, "SEGMENT_FILES_INCONSISTENT", "{err:?}");
+            continue;
+        }
+        assert_succeeded(&b);
+        // One call naming the collection and its flushed segment.
+        assert_eq!(rest.len(), 1, "{version}: {rest:?}");
+        assert_eq!(rest[0].target, "/v2/vectordb/segments/describe");
+        let body: serde_json::Value = serde_json::from_str(&rest[0].request_body)?;
+        let cid = s.fake.collection_id("c1").expect("c1");
+        assert_eq!(body["dbName"], "default");
+        assert_eq!(body["collectionID"].as_i64(), Some(cid), "{body}");
+        assert_eq!(body["segmentIDs"], serde_json::json!([s.segment]), "{body}");
+        let m = c
+            .get_backup(pb::GetBackupRequest {
+                name: "b1".into(),
+                ..Default::default()
+            })
+            .await?
+            .manifest
+            .expect("manifest");
+        let seg = &m.collections[0].segments[0];
+        assert_eq!(
+            seg.files_source,
+            pb::SegmentFilesSource::Describe as i32,
+            "{version}"
+        );
+        // Exactly the files the fake wrote for the segment: the orphan is left.
+        let mut copied: Vec<String> = seg
+            .insert_logs
+            .iter()
+            .chain(&seg.delta_logs)
+            .map(|f| f.source_key.clone())
+            .collect();
+        copied.sort();
+        let mut wrote = Vec::new();
+        for field in [0, 1, 100, 101, 102] {
+            wrote.extend(field_files(&s.fake, s.segment, field)?);
+        }
+        wrote.retain(|k| *k != orphan);
+        assert_eq!(seg.delta_logs.len(), 1, "{version}");
+        assert_eq!(
+            copied
+                .iter()
+                .filter(|k| k.starts_with("insert_log/"))
+                .cloned()
+                .collect::<Vec<_>>(),
+            wrote,
+            "{version}"
+        );
+        assert!(!copied.contains(&orphan));
+        assert!(
+            b.warnings.iter().all(|w| !w.contains("segments/describe")),
+            "{:?}",
+            b.warnings
+        );
+        // And the backup restores exactly (9 live rows: the delete applied).
+        let r = restore(&c, renamed("b1", "fake")).await?;
+        assert_succeeded(&r);
+        assert_eq!(s.fake.live_rows("c1r"), Some(9), "{version}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_segments_describe_names_and_storage_lacks_fails_the_backup() -> anyhow::Result<()> {
+    let s = setup("v2.5.8", CollectionSpec::new("c1")).await?;
+    // The delete log goes missing: a listing would back up a segment whose delete is
+    // lost; Milvus's record names it, so the backup fails naming the key.
+    let c = s.fake.collection_id("c1").expect("c1");
+    let p = s.fake.partition_id("c1", "_default").expect("partition");
+    let dir = format!("delta_log/{c}/{p}/{}", s.segment);
+    let gone = std::fs::read_dir(s.fake.path(&dir))?
+        .next()
+        .expect("a delete log")?
+        .file_name()
+        .to_string_lossy()
+        .into_owned();
+    std::fs::remove_file(s.fake.path(&format!("{dir}/{gone}")))?;
+    let server = server_with_rest(&s.fake).await?;
+    let client = server.client().await?;
+    let b = backup(&client, "b1", "fake").await?;
+    let err = b.error.expect("a described file is missing");
+    assert_eq!(err.reason, "SEGMENT_FILES_INCONSISTENT", "{err:?}");
+    assert!(
+        err.message.contains(&format!("{dir}/{gone}")),
+        "{}",
+        err.message
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_rest_api_on_2_5_8_means_a_listing_and_a_warning() -> anyhow::Result<()> {
+    let s = setup("v2.5.8", CollectionSpec::new("c1")).await?;
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let mut cl = cluster("fake", &s.fake);
+    cl.extra = format!("rest = \"http://{closed}\"\n");
+    let server = TestServer::start_minimal(
+        &Minimal {
+            clusters: vec![cl],
+            ..Default::default()
+        },
+        vec![],
+    )
+    .await?;
+    let c = server.client().await?;
+    let b = backup(&c, "b1", "fake").await?;
+    assert_succeeded(&b);
+    assert!(
+        b.warnings
+            .iter()
+            .any(|w| w.contains("segments/describe failed")),
+        "{:?}",
+        b.warnings
+    );
+    let m = c
+        .get_backup(pb::GetBackupRequest {
+            name: "b1".into(),
+            ..Default::default()
+        })
+        .await?
+        .manifest
+        .expect("manifest");
+    assert_eq!(
+        m.collections[0].segments[0].files_source,
+        pb::SegmentFilesSource::Listing as i32
+    );
+    Ok(())
+}

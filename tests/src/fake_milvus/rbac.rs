@@ -670,3 +670,47 @@ impl FakeMilvus {
         success()
     }
 }
+
+/// What tests read and set beyond the common helpers in `mod.rs`.
+impl FakeMilvus {
+    /// The password hash stored for `user`, as `BackupRBAC` gives it out.
+    pub fn password_hash(&self, user: &str) -> Option<String> {
+        self.lock().rbac.users.get(user).cloned()
+    }
+
+    /// Whether `user` logs in with `password`: the stored hash is that password's.
+    pub fn logs_in(&self, user: &str, password: &str) -> bool {
+        self.password_hash(user).as_deref() == Some(model::hash_password(password).as_str())
+    }
+
+    /// The roles bound to `user`.
+    pub fn user_roles(&self, user: &str) -> Vec<String> {
+        self.lock()
+            .rbac
+            .user_roles
+            .iter()
+            .filter(|(u, _)| u == user)
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
+
+    /// Creates (or replaces) the custom privilege group `name` (a 2.4.16+ state; the
+    /// fake does not refuse it on older versions, so tests set up only what the
+    /// version can hold).
+    pub fn add_privilege_group(&self, name: &str, privileges: &[&str]) {
+        self.lock().rbac.groups.insert(
+            name.to_owned(),
+            privileges.iter().map(|p| (*p).to_owned()).collect(),
+        );
+    }
+
+    /// Custom privilege groups with their privileges.
+    pub fn privilege_groups(&self) -> Vec<(String, Vec<String>)> {
+        self.lock()
+            .rbac
+            .groups
+            .iter()
+            .map(|(n, p)| (n.clone(), p.iter().cloned().collect()))
+            .collect()
+    }
+}

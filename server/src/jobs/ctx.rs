@@ -318,10 +318,6 @@ impl JobCtx {
 
     /// Records, before Milvus is asked, an import about to start; returns its index
     /// for [`Self::update_import`] (journaled: a resume finds what was running).
-    #[expect(
-        dead_code,
-        reason = "the batched, resumable restore pipeline (in progress) uses it"
-    )]
     pub(crate) async fn import_started(&self, record: ImportRecord) -> usize {
         let mut idx = 0;
         self.update_now(|j| {
@@ -333,10 +329,6 @@ impl JobCtx {
     }
 
     /// Changes a recorded import: its task ids, its confirmation (journaled).
-    #[expect(
-        dead_code,
-        reason = "the batched, resumable restore pipeline (in progress) uses it"
-    )]
     pub(crate) async fn update_import(&self, idx: usize, f: impl FnOnce(&mut ImportRecord)) {
         self.update_now(|j| {
             if let Some(r) = j.imports.get_mut(idx) {
@@ -347,10 +339,6 @@ impl JobCtx {
     }
 
     /// The imports recorded so far (with those an interrupted run handed over).
-    #[expect(
-        dead_code,
-        reason = "the batched, resumable restore pipeline (in progress) uses it"
-    )]
     pub(crate) fn imports(&self) -> Vec<ImportRecord> {
         self.tx.borrow().imports.clone()
     }

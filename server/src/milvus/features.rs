@@ -180,13 +180,6 @@ impl Features {
     /// (`importTaskExpiration`, 900 s from its start) is what bounds it, so restores
     /// also cap a task's bytes. 2.4+: one import job expands to one file per segment,
     /// at most `dataCoord.import.maxImportFileNumPerReq` (1,024 by default).
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "the batched, resumable restore pipeline (in progress) uses it"
-        )
-    )]
     pub(crate) fn max_segments_per_import(&self) -> Option<usize> {
         self.at_least(2, 4, 0).then_some(1024)
     }
@@ -197,13 +190,6 @@ impl Features {
     /// previous completed; 2.4+ runs up to `dataCoord.import.maxImportJobNum` (1,024)
     /// jobs. A restore keeps `min(this, limits.import_concurrency)` in flight, so the
     /// next task is always queued when one ends.
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "the batched, resumable restore pipeline (in progress) uses it"
-        )
-    )]
     pub(crate) fn import_jobs_accepted(&self) -> usize {
         if self.at_least(2, 4, 0) { 1024 } else { 65_535 }
     }

@@ -203,7 +203,10 @@ impl Side<'_> {
                 ctx.collection_phase(idx, JobPhase::Importing);
                 ctx.phase(JobPhase::Importing, format!("{db}.{name}")).await;
                 report.method = RestoreMethod::BinlogImport as i32;
-                self.import_all(task, t, &partition_names).await?
+                let imported = self.import_all(task, t, &partition_names).await?;
+                report.import_tasks = imported.tasks;
+                report.segments_resumed = imported.resumed;
+                imported.rows
             };
             report.rows = restored.values().sum();
             ctx.collection_phase(idx, JobPhase::Checking);

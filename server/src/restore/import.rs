@@ -1,6 +1,12 @@
-//! Binlog import: stage one segment's files in the target's storage (checked against
-//! the manifest as they are copied), `Import` them in backup mode, wait, check the row
-//! count Milvus reports, remove the staged files. Segments go bounded-parallel.
+//! Binlog import: stage a batch of segments' files in the target's storage (checked
+//! against the manifest as they are copied), `Import` them in backup mode as one
+//! import (`batch.rs` decides the batches), wait, check the row count Milvus reports
+//! against the batch's segments, remove the staged files. The next batch is staged
+//! while earlier ones import, with as many imports in flight as the target takes.
+//!
+//! Every import is journaled before Milvus is asked, then with its task ids, then
+//! confirmed (`ImportRecord`): a resumed restore (ResumeJob) skips confirmed
+//! segments, and waits for and checks the imports the interrupted run left running.
 //!
 //! How deletes travel depends on the target (`milvus/features.rs`):
 //! - it compares timestamps and can import L0 segments (2.4+): each segment with its
@@ -21,8 +27,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures::{StreamExt, TryStreamExt};
 use milvault_binlog::write::{LogIds, write_delta_log};
 use milvault_binlog::{DeleteSet, DeltaEncoding};
-use milvault_proto::milvault::v1::{BackupFile, JobPhase, SegmentBackup};
+use milvault_proto::milvault::v1::{BackupFile, ImportRecord, JobPhase, SegmentBackup};
+use tokio::sync::Semaphore;
 
+use super::batch::{self, BatchLimits, Item};
+use super::staging::StagedGroup;
 use super::{Side, Target, Task};
 use crate::error::{Error, Result};
 use crate::milvus::types::{ImportProgress, ImportSpec};
@@ -38,6 +47,17 @@ enum Deletes {
     /// Folded delete logs; the target drops every row of a named key, so the live
     /// rows of those keys are inserted after the import.
     FoldedKeys,
+}
+
+/// What the imports of one collection brought.
+#[derive(Debug, Default)]
+pub(super) struct Imported {
+    /// Live rows restored per partition id.
+    pub(super) rows: BTreeMap<i64, i64>,
+    /// Milvus import tasks (jobs) this job ran.
+    pub(super) tasks: u32,
+    /// Segments an interrupted run had imported and confirmed.
+    pub(super) resumed: u32,
 }
 
 /// What one data segment's import must bring.
@@ -72,15 +92,15 @@ impl Side<'_> {
             })
     }
 
-    /// Imports every segment of the task's collection into `into`, each into its
-    /// original partition, and the L0 segments where the target imports them; returns
-    /// the live rows restored per partition id.
+    /// Imports every segment of the task's collection into `into`, in batches, each
+    /// into its original partition, and the L0 segments where the target imports
+    /// them; segments an interrupted run confirmed are skipped.
     pub(super) async fn import_all(
         &self,
         task: Task<'_>,
         into: &Target,
         partition_names: &BTreeMap<i64, String>,
-    ) -> Result<BTreeMap<i64, i64>> {
+    ) -> Result<Imported> {
         let src = task.src;
         let features = self.client.features();
         let files = self.files();
@@ -142,22 +162,95 @@ impl Side<'_> {
         }
 
         self.ctx.collection_phase(task.idx, JobPhase::Importing);
+        let mut out = Imported::default();
+        // What an earlier run of this restore confirmed (ResumeJob) is not imported
+        // again; imports it left running are asked about and finished.
+        let mut done: BTreeSet<i64> = BTreeSet::new();
+        for (i, r) in self.ctx.imports().into_iter().enumerate() {
+            if r.l0 || r.abandoned || r.database != into.database || r.collection != into.collection
+            {
+                continue;
+            }
+            let rows = if r.confirmed {
+                Some(r.rows)
+            } else if !r.task_ids.is_empty() {
+                let mine: Vec<&SegmentPlan<'_>> = plans
+                    .iter()
+                    .filter(|p| r.segment_ids.contains(&p.seg.segment_id))
+                    .collect();
+                self.settle(task, into, i, &r, &mine, mode).await?
+            } else {
+                None
+            };
+            if let Some(rows) = rows {
+                done.extend(&r.segment_ids);
+                *out.rows.entry(r.partition_id).or_default() += rows;
+                out.resumed += u32::try_from(r.segment_ids.len()).unwrap_or(u32::MAX);
+            }
+        }
+        let todo: Vec<&SegmentPlan<'_>> = plans
+            .iter()
+            .filter(|p| {
+                if done.contains(&p.seg.segment_id) {
+                    for f in p.seg.insert_logs.iter().chain(&p.seg.delta_logs) {
+                        self.ctx.file_done(Some(task.idx), f.size_bytes);
+                    }
+                    false
+                } else {
+                    true
+                }
+            })
+            .collect();
+        let items: Vec<Item> = todo
+            .iter()
+            .map(|p| Item {
+                partition_id: p.seg.partition_id,
+                storage_version: p.seg.storage_version,
+                bytes: p
+                    .seg
+                    .insert_logs
+                    .iter()
+                    .chain(&p.seg.delta_logs)
+                    .map(|f| f.size_bytes)
+                    .sum(),
+            })
+            .collect();
+        let cfg = &self.job.restore;
+        let limits = BatchLimits {
+            max_segments: features
+                .max_segments_per_import()
+                .map_or(cfg.import_batch_segments, |n| {
+                    n.min(cfg.import_batch_segments)
+                }),
+            first_bytes: cfg.import_first_batch_bytes,
+            max_bytes: cfg.import_batch_bytes,
+        };
+        let batches: Vec<Vec<&SegmentPlan<'_>>> = batch::group(&items, limits)
+            .into_iter()
+            .map(|b| b.into_iter().map(|i| todo[i]).collect())
+            .collect();
+        // One batch stages at a time, in order (the copy uses the job's copy
+        // concurrency); the imports of earlier batches run meanwhile, as many as the
+        // target takes and the limits allow.
+        let turn = Semaphore::new(1);
+        let in_flight = features
+            .import_jobs_accepted()
+            .min(self.job.limits.import_concurrency)
+            .max(1);
         // Collected first: a concrete Vec of futures keeps the job future `Send`
         // (a lazy `map` over borrowed segments trips rustc's lifetime inference).
-        let mut imports = Vec::with_capacity(plans.len());
-        for plan in &plans {
-            imports.push(async move {
-                let rows = self.import_segment(task, into, plan, mode).await?;
-                Ok::<_, Error>((plan.seg.partition_id, rows))
-            });
+        let mut imports = Vec::with_capacity(batches.len());
+        for b in &batches {
+            let turn = &turn;
+            imports.push(async move { self.import_batch(task, into, b, mode, turn).await });
         }
-        let rows: Vec<(i64, i64)> = futures::stream::iter(imports)
-            .buffer_unordered(self.job.limits.import_concurrency)
+        let results: Vec<(i64, i64, u32)> = futures::stream::iter(imports)
+            .buffer_unordered(in_flight)
             .try_collect()
             .await?;
-        let mut by_partition = BTreeMap::new();
-        for (p, n) in rows {
-            *by_partition.entry(p).or_default() += n;
+        for (p, n, tasks) in results {
+            *out.rows.entry(p).or_default() += n;
+            out.tasks += tasks;
         }
 
         if mode == Deletes::Own && !l0.is_empty() {
@@ -166,23 +259,47 @@ impl Side<'_> {
             // are the manifest's.
             let mut ordered = l0.clone();
             ordered.sort_by_key(|s| (s.partition_id == ALL_PARTITIONS, s.segment_id));
+            let mut l0_done: BTreeSet<i64> = BTreeSet::new();
+            for (i, r) in self.ctx.imports().into_iter().enumerate() {
+                if !r.l0
+                    || r.abandoned
+                    || r.database != into.database
+                    || r.collection != into.collection
+                {
+                    continue;
+                }
+                let confirmed = r.confirmed || {
+                    let seg = r.segment_ids.first().copied().unwrap_or_default();
+                    !r.task_ids.is_empty() && self.settle_l0(into, i, &r, seg).await?
+                };
+                if confirmed {
+                    l0_done.extend(&r.segment_ids);
+                    out.resumed += u32::try_from(r.segment_ids.len()).unwrap_or(u32::MAX);
+                }
+            }
             for seg in ordered {
+                if l0_done.contains(&seg.segment_id) {
+                    for f in &seg.delta_logs {
+                        self.ctx.file_done(Some(task.idx), f.size_bytes);
+                    }
+                    continue;
+                }
                 let partition = if seg.partition_id == ALL_PARTITIONS {
                     String::new()
                 } else {
                     self.partition_name(partition_names, seg)?
                 };
-                self.import_l0(task, into, seg, &partition).await?;
+                out.tasks += self.import_l0(task, into, seg, &partition).await?;
             }
             if src.rows_counted {
-                by_partition = src
+                out.rows = src
                     .partitions
                     .iter()
                     .map(|p| (p.partition_id, p.live_rows))
                     .collect();
             }
         }
-        Ok(by_partition)
+        Ok(out)
     }
 
     /// Copies files of the backup into the staging area (checksums checked).
@@ -211,89 +328,242 @@ impl Side<'_> {
         Ok(())
     }
 
-    /// Stages one segment's files, imports them in backup mode, waits, checks the
-    /// rows, inserts the survivors of a key-only delete rule, cleans up.
-    async fn import_segment(
+    /// Stages one batch's files (its turn at staging first), imports them in backup
+    /// mode as one import, waits, checks the rows, inserts the survivors of a key-only
+    /// delete rule, cleans up; returns (partition id, rows, import tasks).
+    async fn import_batch(
         &self,
         task: Task<'_>,
         into: &Target,
-        plan: &SegmentPlan<'_>,
+        batch: &[&SegmentPlan<'_>],
         mode: Deletes,
-    ) -> Result<i64> {
+        turn: &Semaphore,
+    ) -> Result<(i64, i64, u32)> {
         self.ctx.check_cancelled()?;
-        let seg = plan.seg;
-        let staged = self.staging.segment(task.src.collection_id, seg);
-        let own_deltas: &[BackupFile] = if plan.fold.is_some() {
-            &[]
-        } else {
-            &seg.delta_logs
+        let Some(first) = batch.first() else {
+            return Ok((0, 0, 0));
         };
-        let files: Vec<_> = seg
-            .insert_logs
-            .iter()
-            .map(|f| (f, staged.key_of(seg, f, false)))
-            .chain(own_deltas.iter().map(|f| (f, staged.key_of(seg, f, true))))
-            .collect();
-        self.stage(task, files).await?;
-        let dst = &self.job.cluster.store;
-        if let Some((folded, _)) = &plan.fold {
-            for f in &seg.delta_logs {
-                self.ctx.file_done(Some(task.idx), f.size_bytes);
+        let (partition_id, group) = (first.seg.partition_id, first.seg.segment_id);
+        let staged = self
+            .staging
+            .group(task.src.collection_id, partition_id, group);
+        {
+            let _turn = turn
+                .acquire()
+                .await
+                .map_err(|e| Error::internal("the staging turn closed", e))?;
+            self.ctx.check_cancelled()?;
+            let mut files = Vec::new();
+            for plan in batch {
+                let seg = plan.seg;
+                let own_deltas: &[BackupFile] = if plan.fold.is_some() {
+                    &[]
+                } else {
+                    &seg.delta_logs
+                };
+                files.extend(
+                    seg.insert_logs
+                        .iter()
+                        .map(|f| (f, staged.key_of(seg, f, false)))
+                        .chain(own_deltas.iter().map(|f| (f, staged.key_of(seg, f, true)))),
+                );
             }
-            if !folded.entries.is_empty() {
-                let ids = LogIds::new(task.src.collection_id, seg.partition_id, seg.segment_id, -1);
-                let bytes = write_delta_log(&ids, &folded.entries, DeltaEncoding::V1Json)
-                    .map_err(|e| Error::internal("a delete log could not be written", e))?;
-                let log_id = seg.delta_logs.iter().map(|f| f.log_id).max().unwrap_or(0) + 1;
-                let key = format!("{}{}/{log_id}", staged.delta_dir, seg.segment_id);
-                dst.write_small(&key, bytes).await?;
+            self.stage(task, files).await?;
+            for plan in batch {
+                self.write_folded(task, &staged, plan).await?;
             }
         }
-
+        let segment_ids: Vec<i64> = batch.iter().map(|p| p.seg.segment_id).collect();
+        // Journaled before Milvus is asked: a resume knows this import may exist.
+        let record = self
+            .ctx
+            .import_started(ImportRecord {
+                database: into.database.clone(),
+                collection: into.collection.clone(),
+                partition_id,
+                segment_ids: segment_ids.clone(),
+                staged_path: staged.dir.clone(),
+                ..Default::default()
+            })
+            .await;
         let spec = ImportSpec {
             database: &into.database,
             collection: &into.collection,
-            partition: &plan.partition,
+            partition: &first.partition,
             paths: staged.import_paths(&self.staging),
             l0: false,
-            storage_version: seg.storage_version,
+            storage_version: first.seg.storage_version,
         };
         let tasks = self.client.import_binlogs(&spec).await?;
+        let ids = tasks.clone();
+        self.ctx.update_import(record, |r| r.task_ids = ids).await;
         let mut rows = 0;
-        for id in tasks {
-            rows += self.wait_import(into, seg, id).await?;
+        for id in &tasks {
+            match self.wait_task(into, batch, *id).await {
+                Ok(n) => rows += n,
+                Err(e) => {
+                    if matches!(e, Error::ImportFailed { .. }) {
+                        self.ctx.update_import(record, |r| r.abandoned = true).await;
+                    }
+                    return Err(e);
+                }
+            }
         }
-        if let Some(expect) = plan.expect
+        let rows = self.confirm(task, into, record, batch, rows, mode).await?;
+        if let Err(e) = self.job.cluster.store.delete_prefix(&staged.dir).await {
+            tracing::warn!(error = %e, "could not remove staged files; they go with the job's staging prefix");
+        }
+        Ok((
+            partition_id,
+            rows,
+            u32::try_from(tasks.len()).unwrap_or(u32::MAX),
+        ))
+    }
+
+    /// Writes a segment's folded delete log beside its staged insert logs (its own
+    /// delete logs then count as done: their deletes are in it).
+    async fn write_folded(
+        &self,
+        task: Task<'_>,
+        staged: &StagedGroup,
+        plan: &SegmentPlan<'_>,
+    ) -> Result<()> {
+        let Some((folded, _)) = &plan.fold else {
+            return Ok(());
+        };
+        let seg = plan.seg;
+        for f in &seg.delta_logs {
+            self.ctx.file_done(Some(task.idx), f.size_bytes);
+        }
+        if !folded.entries.is_empty() {
+            let ids = LogIds::new(task.src.collection_id, seg.partition_id, seg.segment_id, -1);
+            let bytes = write_delta_log(&ids, &folded.entries, DeltaEncoding::V1Json)
+                .map_err(|e| Error::internal("a delete log could not be written", e))?;
+            let log_id = seg.delta_logs.iter().map(|f| f.log_id).max().unwrap_or(0) + 1;
+            let key = format!("{}{}/{log_id}", staged.delta_dir, seg.segment_id);
+            self.job.cluster.store.write_small(&key, bytes).await?;
+        }
+        Ok(())
+    }
+
+    /// Checks the rows of a finished import against its segments, inserts the
+    /// survivors of a key-only delete rule, and journals the import confirmed;
+    /// returns the rows it restored.
+    async fn confirm(
+        &self,
+        task: Task<'_>,
+        into: &Target,
+        record: usize,
+        batch: &[&SegmentPlan<'_>],
+        mut rows: i64,
+        mode: Deletes,
+    ) -> Result<i64> {
+        let expect: Option<i64> = batch.iter().map(|p| p.expect).sum();
+        if let Some(expect) = expect
             && rows != expect
         {
             return Err(Error::RowsMismatch {
                 collection: format!("{}.{}", into.database, into.collection),
                 message: format!(
-                    "segment {}: Milvus imported {rows} rows, its staged files hold {expect}",
-                    seg.segment_id
+                    "{}: Milvus imported {rows} rows, the staged files hold {expect}",
+                    segments_text(batch)
                 ),
             });
         }
-        if mode == Deletes::FoldedKeys
-            && let Some((folded, set)) = &plan.fold
-            && folded.survivors > 0
-        {
-            rows += self.insert_survivors(task, into, plan, folded, set).await?;
+        let survivors: Vec<_> = batch
+            .iter()
+            .filter_map(|p| match &p.fold {
+                Some((folded, set)) if mode == Deletes::FoldedKeys && folded.survivors > 0 => {
+                    Some((*p, folded, *set))
+                }
+                _ => None,
+            })
+            .collect();
+        if !survivors.is_empty() {
+            // From here an interruption cannot tell which rows went in.
+            self.ctx.update_import(record, |r| r.inserting = true).await;
+            for (plan, folded, set) in survivors {
+                rows += self.insert_survivors(task, into, plan, folded, set).await?;
+            }
         }
-        if let Err(e) = dst.delete_prefix(&staged.dir).await {
-            tracing::warn!(error = %e, "could not remove staged segment files; they go with the job's staging prefix");
-        }
+        self.ctx
+            .update_import(record, |r| {
+                r.rows = rows;
+                r.confirmed = true;
+                r.inserting = false;
+            })
+            .await;
         Ok(rows)
     }
 
-    /// Imports one L0 (delete-only) segment with `l0_import` (2.4+).
+    /// Finishes an import an interrupted run left running (journaled with its tasks):
+    /// waits for it and confirms it (`Some(rows)`), or, when Milvus failed or lost it,
+    /// records it abandoned so its segments are imported again (`None`).
+    async fn settle(
+        &self,
+        task: Task<'_>,
+        into: &Target,
+        record: usize,
+        r: &ImportRecord,
+        batch: &[&SegmentPlan<'_>],
+        mode: Deletes,
+    ) -> Result<Option<i64>> {
+        if batch.len() != r.segment_ids.len() {
+            return Err(Error::internal(
+                "a journaled import names segments the backup's plan does not have",
+                format!("{:?}", r.segment_ids),
+            ));
+        }
+        let mut rows = 0;
+        for id in &r.task_ids {
+            match self.wait_task(into, batch, *id).await {
+                Ok(n) => rows += n,
+                Err(Error::ImportFailed { .. }) => {
+                    self.ctx.update_import(record, |r| r.abandoned = true).await;
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let rows = self.confirm(task, into, record, batch, rows, mode).await?;
+        if let Err(e) = self.job.cluster.store.delete_prefix(&r.staged_path).await {
+            tracing::warn!(error = %e, "could not remove staged files; they go with the job's staging prefix");
+        }
+        Ok(Some(rows))
+    }
+
+    /// [`Self::settle`] for an L0 import: whether it completed (else it is abandoned
+    /// and imported again).
+    async fn settle_l0(
+        &self,
+        into: &Target,
+        record: usize,
+        r: &ImportRecord,
+        segment: i64,
+    ) -> Result<bool> {
+        for id in &r.task_ids {
+            if let ImportProgress::Failed { reason } = self.wait_l0(into, segment, *id).await? {
+                tracing::info!(task = id, %reason, "an interrupted L0 import had failed; importing it again");
+                self.ctx.update_import(record, |r| r.abandoned = true).await;
+                return Ok(false);
+            }
+        }
+        self.ctx.update_import(record, |r| r.confirmed = true).await;
+        if let Err(e) = self.job.cluster.store.delete_prefix(&r.staged_path).await {
+            tracing::warn!(error = %e, "could not remove staged files; they go with the job's staging prefix");
+        }
+        Ok(true)
+    }
+
+    /// Imports one L0 (delete-only) segment with `l0_import` (2.4+); returns the
+    /// import tasks it took.
     async fn import_l0(
         &self,
         task: Task<'_>,
         into: &Target,
         seg: &SegmentBackup,
         partition: &str,
-    ) -> Result<()> {
+    ) -> Result<u32> {
         self.ctx.check_cancelled()?;
         let staged = self.staging.segment(task.src.collection_id, seg);
         let files: Vec<_> = seg
@@ -309,6 +579,18 @@ impl Side<'_> {
         } else {
             staged.delta_dir.clone()
         };
+        let record = self
+            .ctx
+            .import_started(ImportRecord {
+                database: into.database.clone(),
+                collection: into.collection.clone(),
+                partition_id: seg.partition_id,
+                segment_ids: vec![seg.segment_id],
+                staged_path: staged.dir.clone(),
+                l0: true,
+                ..Default::default()
+            })
+            .await;
         let spec = ImportSpec {
             database: &into.database,
             collection: &into.collection,
@@ -317,28 +599,40 @@ impl Side<'_> {
             l0: true,
             storage_version: seg.storage_version,
         };
-        for id in self.client.import_binlogs(&spec).await? {
-            match self.client.wait_import(id, self.ctx.cancel_token()).await? {
-                ImportProgress::Completed { .. } => {}
-                ImportProgress::Failed { reason } => {
-                    return Err(Error::ImportFailed {
-                        collection: format!("{}.{}", into.database, into.collection),
-                        segment: seg.segment_id,
-                        message: format!("L0 delete segment, task {id}: {reason}"),
-                    });
-                }
-                ImportProgress::Running => {
-                    return Err(Error::internal(
-                        "an import wait ended while the task ran",
-                        format!("task {id}"),
-                    ));
-                }
+        let tasks = self.client.import_binlogs(&spec).await?;
+        let ids = tasks.clone();
+        self.ctx.update_import(record, |r| r.task_ids = ids).await;
+        for id in &tasks {
+            if let ImportProgress::Failed { reason } =
+                self.wait_l0(into, seg.segment_id, *id).await?
+            {
+                self.ctx.update_import(record, |r| r.abandoned = true).await;
+                return Err(Error::ImportFailed {
+                    collection: format!("{}.{}", into.database, into.collection),
+                    segment: seg.segment_id,
+                    message: format!("L0 delete segment, task {id}: {reason}"),
+                });
             }
         }
+        self.ctx.update_import(record, |r| r.confirmed = true).await;
         if let Err(e) = self.job.cluster.store.delete_prefix(&staged.dir).await {
             tracing::warn!(error = %e, "could not remove staged L0 files; they go with the job's staging prefix");
         }
-        Ok(())
+        Ok(u32::try_from(tasks.len()).unwrap_or(u32::MAX))
+    }
+
+    /// Waits for one L0 import task: `Completed` or `Failed`.
+    async fn wait_l0(&self, into: &Target, segment: i64, id: i64) -> Result<ImportProgress> {
+        match self.client.wait_import(id, self.ctx.cancel_token()).await? {
+            ImportProgress::Running => Err(Error::internal(
+                "an import wait ended while the task ran",
+                format!(
+                    "task {id} (L0 segment {segment} into {}.{})",
+                    into.database, into.collection
+                ),
+            )),
+            done => Ok(done),
+        }
     }
 
     /// Inserts the live rows a key-only delete log made the import drop.
@@ -380,25 +674,26 @@ impl Side<'_> {
         Ok(n)
     }
 
-    /// Waits for one import task and checks the rows it reports against the segment.
-    async fn wait_import(&self, into: &Target, seg: &SegmentBackup, id: i64) -> Result<i64> {
+    /// Waits for one import task and checks the rows it reports against its segments.
+    async fn wait_task(&self, into: &Target, batch: &[&SegmentPlan<'_>], id: i64) -> Result<i64> {
+        let segment = batch.first().map_or(0, |p| p.seg.segment_id);
         let fail = |message: String| Error::ImportFailed {
             collection: format!("{}.{}", into.database, into.collection),
-            segment: seg.segment_id,
-            message,
+            segment,
+            message: format!("{}: {message}", segments_text(batch)),
         };
+        let held: i64 = batch.iter().map(|p| p.seg.num_rows).sum();
+        let no_deletes = batch.iter().all(|p| p.seg.delta_logs.is_empty());
         match self.client.wait_import(id, self.ctx.cancel_token()).await? {
             ImportProgress::Completed { rows } => {
-                if rows > seg.num_rows {
+                if rows > held {
                     return Err(fail(format!(
-                        "Milvus imported {rows} rows, the segment holds {}",
-                        seg.num_rows
+                        "Milvus imported {rows} rows, the segments hold {held}"
                     )));
                 }
-                if rows == 0 && seg.num_rows > 0 && seg.delta_logs.is_empty() {
+                if rows == 0 && held > 0 && no_deletes {
                     return Err(fail(format!(
-                        "Milvus reported success with 0 rows for a segment of {} rows (it could not read the staged files)",
-                        seg.num_rows
+                        "Milvus reported success with 0 rows for segments of {held} rows (it could not read the staged files)"
                     )));
                 }
                 Ok(rows)
@@ -409,5 +704,20 @@ impl Side<'_> {
                 format!("task {id}"),
             )),
         }
+    }
+}
+
+/// "segment 7" or "segments 7, 8, 9" (the first ten, then how many more).
+fn segments_text(batch: &[&SegmentPlan<'_>]) -> String {
+    let ids: Vec<String> = batch
+        .iter()
+        .take(10)
+        .map(|p| p.seg.segment_id.to_string())
+        .collect();
+    let more = batch.len().saturating_sub(10);
+    match (batch.len(), more) {
+        (1, _) => format!("segment {}", ids.join("")),
+        (_, 0) => format!("segments {}", ids.join(", ")),
+        _ => format!("segments {} and {more} more", ids.join(", ")),
     }
 }

@@ -7,6 +7,7 @@
 //! A collection this job created is dropped again when the job fails, so a failed
 //! restore never leaves a half-filled collection that looks complete.
 
+mod batch;
 mod collection;
 mod import;
 mod plan;
@@ -23,7 +24,7 @@ use milvault_proto::milvault::v1::{
 };
 
 use crate::app::{App, Cluster};
-use crate::config::{LimitsConfig, TimeoutsConfig};
+use crate::config::{LimitsConfig, RestoreConfig, TimeoutsConfig};
 use crate::error::{Error, Result};
 use crate::jobs::{CollectionPlan, JobCtx, Lock, Submission};
 use crate::milvus::MilvusClient;
@@ -48,6 +49,8 @@ pub(crate) struct RestoreJob {
     repository: Repository,
     /// Concurrency bounds.
     limits: LimitsConfig,
+    /// How segments are batched into imports.
+    restore: RestoreConfig,
     /// Deadlines for waiting on Milvus.
     timeouts: TimeoutsConfig,
     /// The server, for releasing what a failed job created.
@@ -105,6 +108,7 @@ impl RestoreJob {
             cluster: cluster.clone(),
             repository: repository.clone(),
             limits: app.config.limits.clone(),
+            restore: app.config.restore.clone(),
             timeouts: app.config.timeouts.clone(),
             app: app.clone(),
         });

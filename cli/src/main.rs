@@ -235,10 +235,19 @@ enum JobCmd {
         /// Job id.
         id: String,
     },
-    /// Ask a job to stop.
+    /// Ask a job to stop (for an interrupted restore kept for a resume: give the
+    /// resume up and remove what it created).
     Cancel {
         /// Job id.
         id: String,
+    },
+    /// Continue a restore the server's restart interrupted, as a new job: segments
+    /// whose import was confirmed are not imported again.
+    Resume {
+        /// The interrupted restore's job id.
+        id: String,
+        #[command(flatten)]
+        wait: WaitArgs,
     },
 }
 
@@ -424,6 +433,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             &client.cancel_job(pb::CancelJobRequest { id }).await?,
             format,
         ),
+        Command::Job(JobCmd::Resume { id, wait }) => {
+            let job = client.resume_job(pb::ResumeJobRequest { id }).await?;
+            return follow(&client, job, &wait, format).await;
+        }
     }
     Ok(())
 }

@@ -390,9 +390,28 @@ impl Client {
         }
     }
 
-    /// Asks a job to stop.
+    /// Asks a job to stop. For an interrupted restore kept for a resume, gives the
+    /// resume up: what it created is removed now.
     pub async fn cancel_job(&self, req: pb::CancelJobRequest) -> Result<pb::Job, SdkError> {
         job_of(self.raw().cancel_job(req).await?.into_inner().job)
+    }
+
+    /// Continues a restore the server's restart interrupted, as a new job (returned)
+    /// that holds what the interrupted one created; segments whose import was
+    /// confirmed are not imported again. `FAILED_PRECONDITION` with reason
+    /// `JOB_NOT_RESUMABLE` says why a job cannot be resumed.
+    ///
+    /// ```no_run
+    /// # async fn f(client: milvault_sdk::Client) -> Result<(), milvault_sdk::SdkError> {
+    /// use milvault_sdk::pb;
+    /// let job = client
+    ///     .resume_job(pb::ResumeJobRequest { id: "the-interrupted-job".into() })
+    ///     .await?;
+    /// let done = client.wait_job(&job.id, |_| {}).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn resume_job(&self, req: pb::ResumeJobRequest) -> Result<pb::Job, SdkError> {
+        job_of(self.raw().resume_job(req).await?.into_inner().job)
     }
 
     /// The job's snapshots: the current one first, then one per change, ending with

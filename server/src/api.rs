@@ -12,8 +12,9 @@ use milvault_proto::milvault::v1::{
     DeleteBackupRequest, DeleteBackupResponse, ExportBackupRequest, ExportBackupResponse,
     GetBackupRequest, GetBackupResponse, GetJobRequest, GetJobResponse, GetServerInfoRequest,
     GetServerInfoResponse, Job, ListBackupsRequest, ListBackupsResponse, ListJobsRequest,
-    ListJobsResponse, RepositoryInfo, RestoreBackupRequest, RestoreBackupResponse, StorageInfo,
-    VerifyBackupRequest, VerifyBackupResponse, WatchJobRequest, WatchJobResponse,
+    ListJobsResponse, RepositoryInfo, RestoreBackupRequest, RestoreBackupResponse,
+    ResumeJobRequest, ResumeJobResponse, StorageInfo, VerifyBackupRequest, VerifyBackupResponse,
+    WatchJobRequest, WatchJobResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -306,8 +307,20 @@ impl BackupService for Api {
         &self,
         req: Request<CancelJobRequest>,
     ) -> std::result::Result<Response<CancelJobResponse>, Status> {
-        let job = self.app.jobs.cancel(&req.into_inner().id).await?;
+        let id = req.into_inner().id;
+        let job = match crate::restore::resume::give_up(&self.app, &id).await? {
+            Some(job) => job,
+            None => self.app.jobs.cancel(&id).await?,
+        };
         Ok(Response::new(CancelJobResponse { job: Some(job) }))
+    }
+
+    async fn resume_job(
+        &self,
+        req: Request<ResumeJobRequest>,
+    ) -> std::result::Result<Response<ResumeJobResponse>, Status> {
+        let job = crate::restore::resume::resume(&self.app, &req.into_inner().id).await?;
+        Ok(Response::new(ResumeJobResponse { job: Some(job) }))
     }
 }
 

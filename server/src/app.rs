@@ -44,8 +44,10 @@ fn known<T>(m: &BTreeMap<String, T>) -> String {
 }
 
 /// Finishes what a previous run of the server left unfinished: a backup whose
-/// manifest was written is marked succeeded (the manifest decides); every other
-/// interrupted job has its resources released, and the job records what was done.
+/// manifest was written is marked succeeded (the manifest decides); a restore that
+/// can be resumed is kept for `[restore] resume_window_secs` (`restore/resume.rs`);
+/// every other interrupted job has its resources released, and the job records what
+/// was done.
 pub async fn recover(app: Arc<App>) {
     for job in app.jobs.take_interrupted() {
         let result = if crate::cleanup::backup_was_sealed(&app, &job).await {
@@ -60,6 +62,9 @@ pub async fn recover(app: Arc<App>) {
                     );
                 })
                 .await
+        } else if crate::restore::resume::keep(&app, &job).await {
+            // Kept for a resume; `watch_windows` removes it when the window ends.
+            Ok(())
         } else {
             let notes = crate::cleanup::release(&app, &job.resources).await;
             app.jobs
@@ -75,6 +80,7 @@ pub async fn recover(app: Arc<App>) {
             tracing::warn!(job = %job.id, error = %e, "could not record the cleanup of an interrupted job");
         }
     }
+    crate::restore::resume::watch_windows(&app).await;
 }
 
 impl App {

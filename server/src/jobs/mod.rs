@@ -5,7 +5,8 @@
 //! `WatchJob` streams are cheap and a slow watcher just sees the newest state (the
 //! tonic-health model). Jobs report through [`JobCtx`]; every state change is written
 //! to the [`Journal`]. At start-up, jobs the journal shows as unfinished are marked
-//! failed with reason `SERVER_RESTARTED`, so none stays `RUNNING` forever.
+//! failed with reason `SERVER_RESTARTED`, so none stays `RUNNING` forever (a restore
+//! among them may then be kept for a resume, `restore/resume.rs`).
 //!
 //! Conflicting work is refused, not raced: a job declares [`Lock`]s (a backup, a
 //! restore target) and submission fails while another live job holds a clashing one.
@@ -138,10 +139,6 @@ impl Jobs {
     /// changed anything), atomically with every other change of the job, and
     /// journals it; returns the job as it is after. Two callers racing for the same
     /// change (a resume and the end of its window) see one of them win.
-    #[expect(
-        dead_code,
-        reason = "the batched, resumable restore pipeline (in progress) uses it"
-    )]
     pub(crate) async fn claim(
         &self,
         id: &str,

@@ -7,7 +7,7 @@ use milvault_proto::milvault::v1::{
     CollectionReport, CollectionSchema, JobPhase, JobResource, ResourceKind, RestoreMethod,
 };
 
-use super::{Side, Target, Task};
+use super::{Owned, Side, Target, Task};
 use crate::error::{Error, Result};
 use crate::milvus::types::NewCollection;
 use crate::selection::DEFAULT_DB;
@@ -60,11 +60,13 @@ fn check_rows(task: Task<'_>, restored: &BTreeMap<i64, i64>) -> Result<()> {
 impl Side<'_> {
     /// Restores one collection under `build` (its own name, or a temporary one when
     /// it replaces a collection); returns its report and the index of the job
-    /// resource that holds it.
+    /// resource that holds it. `owned`: the collection an interrupted run of this
+    /// restore created (ResumeJob), built on where its imports can be trusted.
     pub(super) async fn restore_collection(
         &self,
         task: Task<'_>,
         build: &str,
+        owned: Option<Owned>,
     ) -> Result<(CollectionReport, usize)> {
         let (client, ctx) = (self.client, self.ctx);
         let (src, idx) = (task.src, task.idx);
@@ -119,28 +121,51 @@ impl Side<'_> {
             message: format!("collection {}.{} has no schema", src.database, src.name),
         })?;
         let partition_key = schema.fields.iter().any(|f| f.is_partition_key);
-        // Journaled before it exists: a failure, a cancel or a crash drops it again.
-        let resource = ctx
-            .hold(JobResource {
-                kind: ResourceKind::Collection as i32,
-                cluster: self.job.cluster.name.clone(),
-                database: db.to_owned(),
-                name: name.to_owned(),
-                ..Default::default()
-            })
-            .await;
-        client
-            .create_collection(&NewCollection {
-                database: db,
-                name,
-                schema,
-                raw_schema: &src.milvus_schema,
-                shards_num: src.shards_num,
-                consistency_level: src.consistency_level(),
-                properties: &src.properties,
-                num_partitions: if partition_key { src.num_partitions } else { 0 },
-            })
-            .await?;
+        let storage_v2 = src
+            .segments
+            .iter()
+            .any(|s| s.storage_version >= crate::rows::STORAGE_V2);
+        let row_insert = (partition_key && !client.features().binlog_import_into_partition_key())
+            || (storage_v2 && !client.features().imports_storage_v2());
+        let mut exists = owned.is_some_and(|o| o.here);
+        if exists && (row_insert || self.untrusted(db, name)) {
+            // Rows inserted, or an import Milvus may have run unrecorded: what the
+            // interrupted run put in cannot be told apart, so it starts again.
+            client.drop_collection(db, name).await?;
+            self.forget_imports(db, name).await;
+            report.warnings.push(format!(
+                "the interrupted restore's {db}.{name} was rebuilt: what it held could not be told apart"
+            ));
+            exists = false;
+        }
+        let resource = match owned {
+            Some(o) => o.resource,
+            // Journaled before it exists: a failure, a cancel or a crash drops it again.
+            None => {
+                ctx.hold(JobResource {
+                    kind: ResourceKind::Collection as i32,
+                    cluster: self.job.cluster.name.clone(),
+                    database: db.to_owned(),
+                    name: name.to_owned(),
+                    ..Default::default()
+                })
+                .await
+            }
+        };
+        if !exists {
+            client
+                .create_collection(&NewCollection {
+                    database: db,
+                    name,
+                    schema,
+                    raw_schema: &src.milvus_schema,
+                    shards_num: src.shards_num,
+                    consistency_level: src.consistency_level(),
+                    properties: &src.properties,
+                    num_partitions: if partition_key { src.num_partitions } else { 0 },
+                })
+                .await?;
+        }
 
         // Binlogs are matched to fields by id: the new collection must have the same ids.
         let got = field_ids(&client.describe_collection(db, name).await?.schema);
@@ -169,12 +194,6 @@ impl Side<'_> {
             partition_names.insert(p.partition_id, p.name.clone());
         }
 
-        let storage_v2 = src
-            .segments
-            .iter()
-            .any(|s| s.storage_version >= crate::rows::STORAGE_V2);
-        let row_insert = (partition_key && !client.features().binlog_import_into_partition_key())
-            || (storage_v2 && !client.features().imports_storage_v2());
         if self.job.request.meta_only {
             report.method = RestoreMethod::MetaOnly as i32;
         } else {
@@ -215,7 +234,18 @@ impl Side<'_> {
 
         if !self.job.request.skip_indexes {
             ctx.collection_phase(idx, JobPhase::Indexing);
-            for index in &src.indexes {
+            // An inherited collection may have its indexes already.
+            let have: BTreeSet<String> = if exists {
+                client
+                    .describe_indexes(db, name)
+                    .await?
+                    .into_iter()
+                    .map(|i| i.index_name)
+                    .collect()
+            } else {
+                BTreeSet::new()
+            };
+            for index in src.indexes.iter().filter(|i| !have.contains(&i.index_name)) {
                 client.create_index(db, name, index).await?;
             }
         } else if !src.indexes.is_empty() {

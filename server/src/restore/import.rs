@@ -353,6 +353,7 @@ impl Side<'_> {
                 .await
                 .map_err(|e| Error::internal("the staging turn closed", e))?;
             self.ctx.check_cancelled()?;
+            self.clear_stale(&staged.dir).await?;
             let mut files = Vec::new();
             for plan in batch {
                 let seg = plan.seg;
@@ -418,6 +419,16 @@ impl Side<'_> {
             rows,
             u32::try_from(tasks.len()).unwrap_or(u32::MAX),
         ))
+    }
+
+    /// Empties a group directory before a resumed restore stages into it: the
+    /// interrupted run may have left other segments' files there, which the import
+    /// would take too.
+    async fn clear_stale(&self, dir: &str) -> Result<()> {
+        if self.job.resume.is_some() {
+            self.job.cluster.store.delete_prefix(dir).await?;
+        }
+        Ok(())
     }
 
     /// Writes a segment's folded delete log beside its staged insert logs (its own
@@ -571,6 +582,7 @@ impl Side<'_> {
             .iter()
             .map(|f| (f, staged.key_of(seg, f, true)))
             .collect();
+        self.clear_stale(&staged.dir).await?;
         self.stage(task, files).await?;
         // A partition-level L0 segment is given as the group directory holding
         // `<segment>/<log>`; an all-partition one as its segment directory.

@@ -11,6 +11,7 @@ mod batch;
 mod collection;
 mod import;
 mod plan;
+pub(crate) mod resume;
 mod rows;
 mod staging;
 mod switch;
@@ -55,6 +56,8 @@ pub(crate) struct RestoreJob {
     timeouts: TimeoutsConfig,
     /// The server, for releasing what a failed job created.
     app: Arc<App>,
+    /// Set when this job resumes an interrupted restore.
+    resume: Option<resume::Resume>,
 }
 
 /// The target side of a running restore: what every step of it works with.
@@ -75,9 +78,15 @@ pub(crate) struct Task<'a> {
 
 impl RestoreJob {
     /// Checks a request and prepares the job: names, manifest, plan, locks.
-    pub(crate) async fn prepare(
+    pub(crate) async fn prepare(app: &Arc<App>, req: RestoreBackupRequest) -> Result<Submission> {
+        Self::prepare_with(app, req, None).await
+    }
+
+    /// [`Self::prepare`], for a new job or one that resumes an interrupted restore.
+    async fn prepare_with(
         app: &Arc<App>,
         mut req: RestoreBackupRequest,
+        resume: Option<resume::Resume>,
     ) -> Result<Submission> {
         validate_backup_name(&req.backup)?;
         let cluster = app.cluster(&req.cluster)?.clone();
@@ -111,6 +120,7 @@ impl RestoreJob {
             restore: app.config.restore.clone(),
             timeouts: app.config.timeouts.clone(),
             app: app.clone(),
+            resume,
         });
         Ok(Submission {
             kind: JobKind::Restore,
@@ -149,7 +159,12 @@ impl RestoreJob {
             job: &self,
             ctx: &ctx,
             client: &client,
-            staging: Staging::for_job(&self.cluster, &ctx.id()),
+            // A resumed restore stages where the interrupted one did: imports it left
+            // running still read their files there.
+            staging: match &self.resume {
+                Some(r) => Staging::at(&self.cluster, &r.staging),
+                None => Staging::for_job(&self.cluster, &ctx.id()),
+            },
         };
         let result = side.restore_all(&checked).await;
         let staging = side.staging.root().to_owned();
@@ -224,24 +239,38 @@ impl RestoreJob {
                     &self.cluster.name,
                 ));
             }
+            // A collection the interrupted run of a resumed restore created: built on,
+            // under the name it was given.
+            if let Some((resource, name)) = self.resume.as_ref().and_then(|r| r.owned(t)) {
+                let here = databases.contains(&t.database)
+                    && client.has_collection(&t.database, &name).await?;
+                checked.replaces.push(name != t.collection);
+                checked.build.push(name);
+                checked.owned.push(Some(Owned { resource, here }));
+            } else {
+                checked.owned.push(None);
+            }
+            let owned = checked.owned.last().is_some_and(Option::is_some);
             let exists = databases.contains(&t.database)
                 && client.has_collection(&t.database, &t.collection).await?;
-            if exists && !self.request.drop_existing {
+            if owned {
+                // Decided above.
+            } else if exists && !self.request.drop_existing {
                 return Err(Error::CollectionExists {
                     cluster: self.cluster.name.clone(),
                     database: t.database.clone(),
                     collection: t.collection.clone(),
                 });
-            }
-            // A collection being replaced is built under a temporary name and takes
-            // the old one's place only once it is complete.
-            checked.build.push(if exists {
-                let base: String = t.collection.chars().take(200).collect();
-                format!("{base}_mvtmp_{short}")
             } else {
-                t.collection.clone()
-            });
-            checked.replaces.push(exists);
+                // A collection being replaced is built under a temporary name and takes
+                // the old one's place only once it is complete.
+                checked.build.push(if exists {
+                    format!("{}{short}", temporary_prefix(&t.collection))
+                } else {
+                    t.collection.clone()
+                });
+                checked.replaces.push(exists);
+            }
             let mut steps = Vec::new();
             for alias in &src.aliases {
                 let action = if self.request.skip_aliases {
@@ -291,6 +320,23 @@ pub(crate) struct Checked {
     replaces: Vec<bool>,
     /// What happens to each of its backed-up aliases.
     aliases: Vec<Vec<AliasStep>>,
+    /// A collection the interrupted run of a resumed restore created for it.
+    owned: Vec<Option<Owned>>,
+}
+
+/// A collection a resumed restore inherited.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Owned {
+    /// Its index among the job's resources.
+    resource: usize,
+    /// Whether it still exists.
+    here: bool,
+}
+
+/// The start of the temporary name a collection replacing `name` is built under.
+fn temporary_prefix(name: &str) -> String {
+    let base: String = name.chars().take(200).collect();
+    format!("{base}_mvtmp_")
 }
 
 /// One backed-up alias of a target.
@@ -331,14 +377,21 @@ impl Side<'_> {
                 }
             }
         }
-        self.ctx
-            .hold(JobResource {
-                kind: ResourceKind::Staging as i32,
-                cluster: self.job.cluster.name.clone(),
-                path: self.staging.root().to_owned(),
-                ..Default::default()
-            })
-            .await;
+        let staged = self.staging.root();
+        if !self.ctx.resources().iter().any(|r| {
+            r.kind() == ResourceKind::Staging
+                && r.cluster == self.job.cluster.name
+                && r.path == staged
+        }) {
+            self.ctx
+                .hold(JobResource {
+                    kind: ResourceKind::Staging as i32,
+                    cluster: self.job.cluster.name.clone(),
+                    path: staged.to_owned(),
+                    ..Default::default()
+                })
+                .await;
+        }
         let mut reports = Vec::with_capacity(self.job.targets.len());
         let mut held = Vec::with_capacity(self.job.targets.len());
         for (idx, target) in self.job.targets.iter().enumerate() {
@@ -348,7 +401,9 @@ impl Side<'_> {
                 target,
                 src: &self.job.manifest.collections[target.source],
             };
-            let (report, resource) = self.restore_collection(task, &checked.build[idx]).await?;
+            let (report, resource) = self
+                .restore_collection(task, &checked.build[idx], checked.owned[idx])
+                .await?;
             reports.push(report);
             held.push(resource);
             self.ctx.collection_done(idx);

@@ -51,6 +51,15 @@ impl Staging {
         }
     }
 
+    /// The staging area under `root` (a resumed restore keeps the one of the run it
+    /// continues).
+    pub(crate) fn at(cluster: &Cluster, root: &str) -> Self {
+        Self {
+            root: format!("{}/", root.trim_end_matches('/')),
+            storage_root: cluster.config.storage.root(),
+        }
+    }
+
     /// The job's whole staging prefix (store key).
     pub(crate) fn root(&self) -> &str {
         &self.root

@@ -254,7 +254,7 @@ async fn a_killed_server_cleans_up_its_interrupted_restore_at_restart() -> anyho
     fake.add_segment("c1", "_default", ten_rows()).await?;
     let dirs = (tempfile::tempdir()?, tempfile::tempdir()?);
     let toml = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nstate_dir = \"{}\"\n[repositories.local]\nstorage = {{ scheme = \"fs\", root = \"{}\" }}\n[clusters.fake]\naddress = \"{}\"\nstorage = {{ scheme = \"fs\", root = \"{}\" }}\n",
+        "[server]\nlisten = \"127.0.0.1:0\"\nstate_dir = \"{}\"\n[repositories.local]\nstorage = {{ scheme = \"fs\", root = \"{}\" }}\n[clusters.fake]\naddress = \"{}\"\nstorage = {{ scheme = \"fs\", root = \"{}\" }}\n[restore]\nresume_window_secs = 0\n",
         dirs.0.path().display(),
         dirs.1.path().display(),
         fake.grpc_url().expect("served"),

@@ -37,6 +37,7 @@ mod jobs;
 mod milvus;
 mod page;
 mod poll;
+mod prune;
 mod rbac;
 mod repository;
 mod restore;

@@ -88,6 +88,8 @@ async fn serve_inner(
         .map_err(|e| Error::internal("the listener has no address", e))?;
     // What a previous run left unfinished is cleaned up in the background.
     tokio::spawn(crate::app::recover(app.clone()));
+    // Abandoned incomplete backups, where a repository asks for it.
+    let pruner = tokio::spawn(crate::prune::run(app.clone()));
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<BackupServiceServer<Api>>()
@@ -148,5 +150,7 @@ async fn serve_inner(
                 .await
         }
     };
+    // The pruner runs for as long as the server does (tests run several in one process).
+    pruner.abort();
     served.map_err(|e| Error::internal("the gRPC server stopped", e))
 }

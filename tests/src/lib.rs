@@ -2,6 +2,7 @@
 //! instances `scripts/services.sh` starts, seeds fixture collections, runs an
 //! in-process milvault-server, and drives the real CLI.
 
+pub mod compaction;
 pub mod complete;
 pub mod fake_milvus;
 pub mod fault_proxy;

@@ -62,14 +62,30 @@ fn imports_into(fake: &FakeMilvus, collection: &str) -> usize {
         .count()
 }
 
-/// Backs up `c1`, starts a restore of it as `c1_r`, lets `confirmed` imports finish,
-/// holds the next one and kills the server; returns the restarted server (child,
-/// client), the interrupted job id, and how many imports were confirmed at the kill.
+/// The restarted server of [`interrupted`] and what the kill left.
+struct Interrupted {
+    child: tokio::process::Child,
+    endpoint: String,
+    client: Client,
+    /// The interrupted restore.
+    id: String,
+    /// Imports confirmed at the kill.
+    confirmed: usize,
+}
+
+/// Restore of `c1` as `c1_r`.
+fn with_suffix(r: &mut pb::RestoreBackupRequest) {
+    r.suffix = "_r".into();
+}
+
+/// Backs up `c1`, starts the restore `request` of it, lets `confirmed` imports finish,
+/// holds the next one and kills the server; returns the restarted server.
 async fn interrupted(
     fake: &FakeMilvus,
     conf: &std::path::Path,
     confirmed: usize,
-) -> anyhow::Result<(tokio::process::Child, Client, String, usize)> {
+    request: impl FnOnce(&mut pb::RestoreBackupRequest),
+) -> anyhow::Result<Interrupted> {
     let (mut child, endpoint) = spawn_server(conf).await?;
     let c = Client::connect(&endpoint).await?;
     let job = c
@@ -79,13 +95,12 @@ async fn interrupted(
         })
         .await?;
     assert_succeeded(&run_job(&c, job).await?);
-    let job = c
-        .restore_backup(pb::RestoreBackupRequest {
-            backup: "b1".into(),
-            suffix: "_r".into(),
-            ..Default::default()
-        })
-        .await?;
+    let mut req = pb::RestoreBackupRequest {
+        backup: "b1".into(),
+        ..Default::default()
+    };
+    request(&mut req);
+    let job = c.restore_backup(req).await?;
     // Let some imports be confirmed, then hold the ones that follow.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -133,11 +148,25 @@ async fn interrupted(
         anyhow::ensure!(Instant::now() < deadline, "no recovery record in 30 s");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Ok((child, c, job.id, done))
+    Ok(Interrupted {
+        child,
+        endpoint,
+        client: c,
+        id: job.id,
+        confirmed: done,
+    })
 }
 
+/// The reason of a refusal, checked to come with `FAILED_PRECONDITION` when it is
+/// `JOB_NOT_RESUMABLE`.
 fn reason(e: &milvault_sdk::SdkError) -> String {
-    e.reason().unwrap_or_default()
+    let reason = e.reason().unwrap_or_default();
+    if reason == "JOB_NOT_RESUMABLE"
+        && let milvault_sdk::SdkError::Status(s) = e
+    {
+        assert_eq!(s.code(), tonic::Code::FailedPrecondition, "{e}");
+    }
+    reason
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -145,7 +174,13 @@ async fn a_resumed_restore_imports_only_what_was_not_confirmed() -> anyhow::Resu
     let fake = fake_with_segments().await?;
     let dirs = (tempfile::tempdir()?, tempfile::tempdir()?);
     let conf = write_config(&fake, &dirs, 3600)?;
-    let (mut child, c, old_id, confirmed) = interrupted(&fake, &conf, 3).await?;
+    let Interrupted {
+        mut child,
+        client: c,
+        id: old_id,
+        confirmed,
+        ..
+    } = interrupted(&fake, &conf, 3, with_suffix).await?;
     let old = c.get_job(pb::GetJobRequest { id: old_id.clone() }).await?;
     assert_eq!(old.state(), pb::JobState::Failed);
     assert_eq!(
@@ -235,7 +270,12 @@ async fn when_the_window_ends_the_interrupted_restore_is_cleaned_up() -> anyhow:
     let fake = fake_with_segments().await?;
     let dirs = (tempfile::tempdir()?, tempfile::tempdir()?);
     let conf = write_config(&fake, &dirs, 3)?;
-    let (mut child, c, old_id, _) = interrupted(&fake, &conf, 1).await?;
+    let Interrupted {
+        mut child,
+        client: c,
+        id: old_id,
+        ..
+    } = interrupted(&fake, &conf, 1, with_suffix).await?;
     fake.clear_faults();
     let kept = c.get_job(pb::GetJobRequest { id: old_id.clone() }).await?;
     assert!(kept.resumable_until.is_some(), "{:?}", kept.cleanup);
@@ -280,7 +320,12 @@ async fn cancel_gives_a_kept_restore_up_at_once() -> anyhow::Result<()> {
     let fake = fake_with_segments().await?;
     let dirs = (tempfile::tempdir()?, tempfile::tempdir()?);
     let conf = write_config(&fake, &dirs, 3600)?;
-    let (mut child, c, old_id, _) = interrupted(&fake, &conf, 1).await?;
+    let Interrupted {
+        mut child,
+        client: c,
+        id: old_id,
+        ..
+    } = interrupted(&fake, &conf, 1, with_suffix).await?;
     fake.clear_faults();
     assert!(fake.has_collection("", "c1_r"));
     let job = c
@@ -300,6 +345,72 @@ async fn cancel_gives_a_kept_restore_up_at_once() -> anyhow::Result<()> {
         .await
         .expect_err("resume after cancel");
     assert_eq!(reason(&e), "JOB_NOT_RESUMABLE", "{e}");
+    child.kill().await?;
+    Ok(())
+}
+
+/// `--drop-existing` builds the replacement under a temporary name; interrupted and
+/// resumed (with the CLI), it takes the original's place only when complete, rows
+/// exact, and the temporary name is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_resumed_replacement_switches_only_when_complete() -> anyhow::Result<()> {
+    let fake = fake_with_segments().await?;
+    let dirs = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let conf = write_config(&fake, &dirs, 3600)?;
+    let Interrupted {
+        mut child,
+        endpoint,
+        client: c,
+        id: old_id,
+        ..
+    } = interrupted(&fake, &conf, 2, |r| r.drop_existing = true).await?;
+    let temporary: Vec<String> = fake
+        .collection_names()
+        .into_iter()
+        .filter(|n| n.contains("_mvtmp_"))
+        .collect();
+    assert_eq!(temporary.len(), 1, "{temporary:?}");
+    // The original is untouched while the replacement waits for its resume.
+    assert!(fake.has_collection("", "c1"));
+    let original = fake.collection_id("c1");
+    fake.clear_faults();
+    let before = imports_into(&fake, &temporary[0]);
+
+    let out = milvault_tests::harness::cli(&endpoint, &["job", "resume", &old_id]).await?;
+    assert!(
+        out.status.success(),
+        "job resume: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let old = c.get_job(pb::GetJobRequest { id: old_id.clone() }).await?;
+    let done = c
+        .get_job(pb::GetJobRequest {
+            id: old.resumed_by.clone(),
+        })
+        .await?;
+    assert_succeeded(&done);
+    assert_eq!(done.resumed_from, old_id);
+    let report = &done.report.as_ref().expect("report").collections[0];
+    assert_eq!(
+        before + report.import_tasks as usize,
+        SEGMENTS as usize,
+        "a segment imported twice"
+    );
+    assert!(fake.has_collection("", "c1"));
+    assert_ne!(fake.collection_id("c1"), original, "c1 was not replaced");
+    assert!(
+        fake.collection_names()
+            .iter()
+            .all(|n| !n.contains("_mvtmp_")),
+        "{:?}",
+        fake.collection_names()
+    );
+    assert_eq!(fake.live_rows("c1"), Some(SEGMENTS * 9));
+    assert!(
+        walk(&fake.root().join("milvault-staging")).is_empty(),
+        "staged files left behind"
+    );
     child.kill().await?;
     Ok(())
 }

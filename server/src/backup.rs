@@ -405,12 +405,18 @@ impl BackupJob {
     ) -> Result<(Vec<DatabaseBackup>, Vec<CollectionBackup>)> {
         let mut databases = Vec::new();
         let mut collections = Vec::new();
-        for db in client.list_databases().await? {
+        let mut dbs = client.list_databases().await?;
+        dbs.sort();
+        for db in dbs {
             if !self.filter.may_match_database(&db) {
                 continue;
             }
             let mut any = false;
-            for name in client.show_collections(&db).await? {
+            // Milvus lists in no particular order; manifests list by name, so two
+            // backups of the same data read the same.
+            let mut names = client.show_collections(&db).await?;
+            names.sort();
+            for name in names {
                 if !self.filter.matches(&db, &name) {
                     continue;
                 }

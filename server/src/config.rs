@@ -597,7 +597,7 @@ fn default_storage_retries() -> usize {
     10
 }
 fn default_storage_retry_first_ms() -> u64 {
-    50
+    20
 }
 fn default_storage_retry_max_ms() -> u64 {
     2000

@@ -193,8 +193,8 @@ pub(crate) async fn resume(app: &Arc<App>, id: &str) -> Result<Job> {
 
 /// Whether an interrupted job is a restore that can be kept for a resume: a restore,
 /// a window configured, no switch started, no rows being re-inserted.
-fn keepable(app: &App, job: &Job) -> bool {
-    app.config.restore.resume_window_secs > 0
+fn keepable(window_secs: u64, job: &Job) -> bool {
+    window_secs > 0
         && job.kind() == JobKind::Restore
         && !job
             .resources
@@ -206,7 +206,7 @@ fn keepable(app: &App, job: &Job) -> bool {
 /// Keeps an interrupted restore for a resume when it can be (start-up recovery);
 /// returns whether it was kept. Its window's end is watched by [`watch_windows`].
 pub(crate) async fn keep(app: &App, job: &Job) -> bool {
-    if !keepable(app, job) {
+    if !keepable(app.config.restore.resume_window_secs, job) {
         return false;
     }
     let secs = i64::try_from(app.config.restore.resume_window_secs).unwrap_or(i64::MAX);
@@ -335,5 +335,120 @@ impl Side<'_> {
                 self.ctx.update_import(i, |r| r.abandoned = true).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use milvault_proto::milvault::v1::{ImportRecord, JobError};
+
+    use super::*;
+
+    fn interrupted_restore() -> Job {
+        let mut until = now();
+        until.seconds += 600;
+        Job {
+            id: "j".into(),
+            kind: JobKind::Restore as i32,
+            state: JobState::Failed as i32,
+            error: Some(JobError {
+                reason: "SERVER_RESTARTED".into(),
+                ..Default::default()
+            }),
+            resumable_until: Some(until),
+            resources: vec![JobResource {
+                kind: ResourceKind::Collection as i32,
+                name: "c1_r".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_a_kept_restore_within_its_window_resumes_once() {
+        assert_eq!(why_not(&interrupted_restore()), None);
+        let mut backup = interrupted_restore();
+        backup.kind = JobKind::Backup as i32;
+        assert!(why_not(&backup).is_some_and(|m| m.contains("backup")));
+        let mut resumed = interrupted_restore();
+        resumed.resumed_by = "k".into();
+        assert!(why_not(&resumed).is_some_and(|m| m.contains("job k")));
+        let mut busy = interrupted_restore();
+        busy.resumed_by = RESUMING.into();
+        assert!(why_not(&busy).is_some());
+        let mut failed = interrupted_restore();
+        failed.error = Some(JobError {
+            reason: "IMPORT_FAILED".into(),
+            ..Default::default()
+        });
+        assert!(why_not(&failed).is_some_and(|m| m.contains("not interrupted")));
+        let mut expired = interrupted_restore();
+        expired.resumable_until = Some(now());
+        assert!(why_not(&expired).is_some_and(|m| m.contains("window ended")));
+        let mut dropped = interrupted_restore();
+        dropped.resumable_until = None;
+        assert!(why_not(&dropped).is_some_and(|m| m.contains("not kept")));
+    }
+
+    #[test]
+    fn a_restore_is_kept_only_when_building_on_it_is_sound() {
+        let job = interrupted_restore();
+        assert!(keepable(60, &job));
+        assert!(!keepable(0, &job), "no window configured");
+        let mut switching = job.clone();
+        switching.resources[0].rename_to = "c1".into();
+        assert!(!keepable(60, &switching), "a switch had started");
+        let mut switched = job.clone();
+        switched.resources[0].kept = true;
+        assert!(!keepable(60, &switched), "a collection was put in place");
+        let mut inserting = job.clone();
+        inserting.imports.push(ImportRecord {
+            inserting: true,
+            ..Default::default()
+        });
+        assert!(!keepable(60, &inserting), "rows were being re-inserted");
+        let mut backup = job;
+        backup.kind = JobKind::Backup as i32;
+        assert!(!keepable(60, &backup));
+    }
+
+    #[test]
+    fn inherited_collections_are_found_by_target_or_temporary_name() {
+        let resume = Resume {
+            from: "j".into(),
+            staging: "s/j/".into(),
+            collections: vec![
+                (
+                    1,
+                    JobResource {
+                        database: "default".into(),
+                        name: "c1_mvtmp_abcd".into(),
+                        ..Default::default()
+                    },
+                ),
+                (
+                    3,
+                    JobResource {
+                        database: "default".into(),
+                        name: "c2".into(),
+                        ..Default::default()
+                    },
+                ),
+            ],
+        };
+        let t = |c: &str| Target {
+            source: 0,
+            database: "default".into(),
+            collection: c.into(),
+        };
+        assert_eq!(resume.owned(&t("c1")), Some((1, "c1_mvtmp_abcd".into())));
+        assert_eq!(resume.owned(&t("c2")), Some((3, "c2".into())));
+        assert_eq!(resume.owned(&t("c3")), None);
+        let other_db = Target {
+            database: "db2".into(),
+            ..t("c2")
+        };
+        assert_eq!(resume.owned(&other_db), None);
     }
 }

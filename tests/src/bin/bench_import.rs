@@ -1,9 +1,9 @@
 //! `bench_import`: the baseline for a restore in `scripts/bench/run.sh` — Milvus's own
-//! binlog import of a backup's segments, called directly, as milvault's restore calls
-//! it (`server/src/restore/import.rs`), without anything milvault adds around it.
+//! binlog import of a backup's segments, called directly, without anything milvault
+//! adds around it.
 //!
 //! ```text
-//! bench_import ADDRESS MANIFEST REPO_DIR STAGE_DIR IMPORT_ROOT SUFFIX [CONCURRENCY]
+//! bench_import ADDRESS MANIFEST REPO_DIR STAGE_DIR IMPORT_ROOT SUFFIX [CONCURRENCY] [GROUPING]
 //! ```
 //! - `MANIFEST`: a backup's `manifest.json`; `REPO_DIR`: the repository folder its
 //!   file paths are relative to.
@@ -11,16 +11,19 @@
 //!   storage path, or the folder an S3 server keeps the bucket's root prefix in);
 //!   `IMPORT_ROOT`: what Milvus is given in front of a staged key (that folder, with a
 //!   trailing `/`, on local storage; the bucket's root prefix, e.g. `files/`, on S3).
+//! - `GROUPING`: `partition` (default): one import per partition carrying all its data
+//!   segments (the fewest tasks Milvus accepts, and the form the reference tool used on
+//!   2.3); `segment`: one import per segment.
 //!
 //! Untimed: every data segment's insert and delete logs are copied to
-//! `<STAGE_DIR>/bench-raw-import/<segment>/{insert,delta}_log/<c>/<p>/<s>/<s>/…`, the
-//! layout of `restore/staging.rs`. Timed: per collection in turn (as a restore does),
-//! create `<name><SUFFIX>` from the backed-up Milvus schema with its partitions, then
-//! `Import` with `backup=true` per segment (insert and delta group directories), up to
-//! CONCURRENCY (default 4, milvault's `import_concurrency`) outstanding, each waited
-//! for with `GetImportState` polled like the server (200 ms doubling to 2 s). The
-//! staged files are removed afterwards (untimed); the collections are left for
-//! `bench_load drop`. Prints one JSON line.
+//! `<STAGE_DIR>/bench-raw-import/<group>/{insert,delta}_log/<c>/<p>/<group>/<s>/…`, the
+//! layout of `server/src/restore/staging.rs` (a group is named by its first segment).
+//! Timed: create every `<name><SUFFIX>` from the backed-up Milvus schema with its
+//! partitions, then `Import` with `backup=true` per group (insert and delta group
+//! directories) of all collections, up to CONCURRENCY (default 4, milvault's
+//! `import_concurrency`) outstanding, each polled with `GetImportState` every 100 ms:
+//! the least a client of Milvus's import can spend. The staged files are removed afterwards
+//! (untimed); the collections are left for `bench_load drop`. Prints one JSON line.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -68,9 +71,48 @@ struct Staged {
     delta_dir: String,
 }
 
-fn staged(c: &CollectionBackup, s: &SegmentBackup) -> Staged {
-    let dir = format!("{STAGE_PREFIX}/{}/", s.segment_id);
-    let group = format!("{}/{}/{}/", c.collection_id, s.partition_id, s.segment_id);
+/// The segments of one import: data segments of one partition.
+struct Group<'a> {
+    partition_id: i64,
+    segments: Vec<&'a SegmentBackup>,
+}
+
+impl Group<'_> {
+    /// A group is named by its first segment.
+    fn id(&self) -> i64 {
+        self.segments
+            .first()
+            .map(|s| s.segment_id)
+            .unwrap_or_default()
+    }
+}
+
+/// The imports of one collection: per partition, or per segment.
+fn groups(c: &CollectionBackup, per_segment: bool) -> Vec<Group<'_>> {
+    let mut by_partition: BTreeMap<i64, Vec<&SegmentBackup>> = BTreeMap::new();
+    for s in c.segments.iter().filter(|s| is_data_segment(s)) {
+        by_partition.entry(s.partition_id).or_default().push(s);
+    }
+    let mut out = Vec::new();
+    for (partition_id, segments) in by_partition {
+        if per_segment {
+            out.extend(segments.into_iter().map(|s| Group {
+                partition_id,
+                segments: vec![s],
+            }));
+        } else {
+            out.push(Group {
+                partition_id,
+                segments,
+            });
+        }
+    }
+    out
+}
+
+fn staged(c: &CollectionBackup, g: &Group<'_>) -> Staged {
+    let dir = format!("{STAGE_PREFIX}/{}/", g.id());
+    let group = format!("{}/{}/{}/", c.collection_id, g.partition_id, g.id());
     Staged {
         insert_dir: format!("{dir}insert_log/{group}"),
         delta_dir: format!("{dir}delta_log/{group}"),
@@ -87,36 +129,39 @@ fn staged_key(dir: &str, s: &SegmentBackup, f: &BackupFile, kind: &str) -> Strin
     format!("{dir}{}/{rest}", s.segment_id)
 }
 
-fn stage(m: &BackupManifest, repo: &Path, stage_dir: &Path) -> Result<u64> {
+fn stage(m: &BackupManifest, repo: &Path, stage_dir: &Path, per_segment: bool) -> Result<u64> {
     let mut bytes = 0;
     for c in &m.collections {
-        for s in c.segments.iter().filter(|s| is_data_segment(s)) {
-            let st = staged(c, s);
-            let files = s
-                .insert_logs
-                .iter()
-                .map(|f| (f, staged_key(&st.insert_dir, s, f, "insert_log/")))
-                .chain(
-                    s.delta_logs
-                        .iter()
-                        .map(|f| (f, staged_key(&st.delta_dir, s, f, "delta_log/"))),
-                );
-            for (f, key) in files {
-                let to = stage_dir.join(&key);
-                if let Some(parent) = to.parent() {
-                    std::fs::create_dir_all(parent)?;
+        for g in groups(c, per_segment) {
+            let st = staged(c, &g);
+            for s in &g.segments {
+                let files = s
+                    .insert_logs
+                    .iter()
+                    .map(|f| (f, staged_key(&st.insert_dir, s, f, "insert_log/")))
+                    .chain(
+                        s.delta_logs
+                            .iter()
+                            .map(|f| (f, staged_key(&st.delta_dir, s, f, "delta_log/"))),
+                    );
+                for (f, key) in files {
+                    let to = stage_dir.join(&key);
+                    if let Some(parent) = to.parent() {
+                        std::fs::create_dir_all(parent)?;
+                    }
+                    bytes += std::fs::copy(repo.join(&f.path), &to)
+                        .with_context(|| format!("staging {} to {}", f.path, to.display()))?;
                 }
-                bytes += std::fs::copy(repo.join(&f.path), &to)
-                    .with_context(|| format!("staging {} to {}", f.path, to.display()))?;
             }
         }
     }
     Ok(bytes)
 }
 
-/// Waits for one import task like the server: 200 ms, doubling up to 2 s.
+/// Waits for one import task, asking every 100 ms (so that the baseline loses at most
+/// that much per import to waiting).
 async fn wait_import(c: &DataClient, task: i64) -> Result<i64> {
-    let mut pause = Duration::from_millis(200);
+    let pause = Duration::from_millis(100);
     loop {
         let st = c
             .raw()
@@ -138,19 +183,17 @@ async fn wait_import(c: &DataClient, task: i64) -> Result<i64> {
             _ => {}
         }
         tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(2));
     }
 }
 
-async fn import_segment(
+async fn import_group(
     c: &DataClient,
     col: &CollectionBackup,
     target: &str,
     partition: &str,
-    s: &SegmentBackup,
+    st: Staged,
     import_root: &str,
 ) -> Result<i64> {
-    let st = staged(col, s);
     let r = c
         .raw()
         .import(req(
@@ -180,13 +223,13 @@ async fn import_segment(
     Ok(rows)
 }
 
-async fn restore_collection(
+/// Creates `<name><suffix>` with the backed-up schema and partitions; returns the
+/// target name and the partition names by backed-up partition id.
+async fn create_target(
     c: &DataClient,
     col: &CollectionBackup,
     suffix: &str,
-    import_root: &str,
-    concurrency: usize,
-) -> Result<(usize, i64)> {
+) -> Result<(String, BTreeMap<i64, String>)> {
     let target = format!("{}{suffix}", col.name);
     let db = col.database.as_str();
     // The backed-up Milvus schema, as the server creates it (`schema_rules::for_create`).
@@ -225,22 +268,7 @@ async fn restore_collection(
         }
         names.insert(p.partition_id, p.name.clone());
     }
-    let segments: Vec<&SegmentBackup> =
-        col.segments.iter().filter(|s| is_data_segment(s)).collect();
-    let mut imports = Vec::with_capacity(segments.len());
-    for s in &segments {
-        let partition = names
-            .get(&s.partition_id)
-            .with_context(|| format!("segment {} names unknown partition", s.segment_id))?;
-        let target = target.as_str();
-        imports
-            .push(async move { import_segment(c, col, target, partition, s, import_root).await });
-    }
-    let rows: Vec<i64> = futures::stream::iter(imports)
-        .buffer_unordered(concurrency)
-        .try_collect()
-        .await?;
-    Ok((segments.len(), rows.iter().sum()))
+    Ok((target, names))
 }
 
 #[tokio::main]
@@ -257,10 +285,16 @@ async fn main() -> Result<()> {
     ] = args.as_slice()
     else {
         bail!(
-            "usage: bench_import ADDRESS MANIFEST REPO_DIR STAGE_DIR IMPORT_ROOT SUFFIX [CONCURRENCY]"
+            "usage: bench_import ADDRESS MANIFEST REPO_DIR STAGE_DIR IMPORT_ROOT SUFFIX [CONCURRENCY] [partition|segment]"
         );
     };
     let concurrency: usize = rest.first().map(|s| s.parse()).transpose()?.unwrap_or(4);
+    let grouping = rest.get(1).map(String::as_str).unwrap_or("partition");
+    let per_segment = match grouping {
+        "partition" => false,
+        "segment" => true,
+        other => bail!("grouping must be partition or segment, not {other}"),
+    };
     let m: BackupManifest = serde_json::from_slice(
         &std::fs::read(manifest).with_context(|| format!("reading {manifest}"))?,
     )
@@ -272,19 +306,41 @@ async fn main() -> Result<()> {
     }
 
     let t = Instant::now();
-    let staged_bytes = stage(&m, Path::new(repo), &stage_dir)?;
+    let staged_bytes = stage(&m, Path::new(repo), &stage_dir, per_segment)?;
     let stage_seconds = t.elapsed().as_secs_f64();
 
     let c = DataClient::connect(address).await?;
     let t = Instant::now();
-    let (mut segments, mut rows) = (0, 0);
+    let mut targets = Vec::with_capacity(m.collections.len());
     for col in &m.collections {
-        let (n, r) = restore_collection(&c, col, suffix, import_root, concurrency)
+        let created = create_target(&c, col, suffix)
             .await
-            .with_context(|| format!("importing {}.{}", col.database, col.name))?;
-        segments += n;
-        rows += r;
+            .with_context(|| format!("creating {}.{}{suffix}", col.database, col.name))?;
+        targets.push(created);
     }
+    let (mut jobs, mut segments) = (Vec::new(), 0);
+    for (col, (target, names)) in m.collections.iter().zip(&targets) {
+        for g in groups(col, per_segment) {
+            segments += g.segments.len();
+            let partition = names
+                .get(&g.partition_id)
+                .with_context(|| format!("segments name unknown partition {}", g.partition_id))?;
+            let st = staged(col, &g);
+            let c = &c;
+            jobs.push(async move {
+                import_group(c, col, target, partition, st, import_root)
+                    .await
+                    .with_context(|| format!("importing into {}.{target}", col.database))
+            });
+        }
+    }
+    let imports = jobs.len();
+    let rows: i64 = futures::stream::iter(jobs)
+        .buffer_unordered(concurrency)
+        .try_collect::<Vec<i64>>()
+        .await?
+        .iter()
+        .sum();
     let seconds = t.elapsed().as_secs_f64();
     std::fs::remove_dir_all(&staging_root)?;
 
@@ -296,6 +352,8 @@ async fn main() -> Result<()> {
             "stage_seconds": stage_seconds,
             "staged_bytes": staged_bytes,
             "collections": m.collections.len(),
+            "grouping": grouping,
+            "imports": imports,
             "segments": segments,
             "rows": rows,
             "manifest_live_rows": live,

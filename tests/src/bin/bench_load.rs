@@ -6,6 +6,8 @@
 //!                                       # databases, 768-d and 128-d float vectors,
 //!                                       # partitions, many segments, ~1% deleted
 //! bench_load extra  ADDRESS GIB         # GIB more GiB: 768-d collections bench_big_N
+//! bench_load tiny   ADDRESS             # default.bench_tiny: 1,000 rows (many small
+//!                                       # backups of it fill a repository's listing)
 //! bench_load drop   ADDRESS SUFFIX      # drop every collection whose name ends in SUFFIX
 //! ```
 //!
@@ -145,6 +147,23 @@ fn extra_set(gib: f64) -> Vec<Spec> {
         i += 1;
     }
     out
+}
+
+fn tiny_set() -> Vec<Spec> {
+    vec![Spec {
+        db: "default",
+        name: "bench_tiny".into(),
+        fields: vec![
+            Field::new("pk", dt::INT64).primary(),
+            Field::new("vec", dt::FLOAT_VECTOR).param("dim", 128),
+        ],
+        shards: 1,
+        partitions: vec![],
+        rows: 1000,
+        row_bytes: 128 * 4 + 8,
+        delete_every: 0,
+        seed: 99,
+    }]
 }
 
 /// Rows written and deleted, for the summary line.
@@ -301,9 +320,10 @@ async fn main() -> Result<()> {
     {
         ["main", address, ..] => fill(address, main_set(num(2, 1.0)?)).await,
         ["extra", address, _] => fill(address, extra_set(num(2, 3.0)?)).await,
+        ["tiny", address] => fill(address, tiny_set()).await,
         ["drop", address, suffix] => drop_suffix(address, suffix).await,
         _ => bail!(
-            "usage: bench_load main ADDRESS [SCALE] | extra ADDRESS GIB | drop ADDRESS SUFFIX"
+            "usage: bench_load main ADDRESS [SCALE] | extra ADDRESS GIB | tiny ADDRESS | drop ADDRESS SUFFIX"
         ),
     }
 }

@@ -2,11 +2,13 @@
 //! `scripts/bench/run.sh` (run it while a backup job runs).
 //!
 //! ```text
-//! bench_rpc_load ENDPOINT REPOSITORY JOB_ID [CLIENTS] [MAX_SECS]
+//! bench_rpc_load ENDPOINT REPOSITORY JOB_ID [CLIENTS] [MAX_SECS] [THINK_MS]
 //! ```
 //! CLIENTS (default 64) tasks, each with its own connection (`milvault_sdk::Client`),
-//! call `ListBackups` (one page of up to 1000) and `GetJob JOB_ID` in turn, back to
-//! back, until a `GetJob` answer shows the job ended or MAX_SECS (default 600) pass.
+//! call `ListBackups` (one page of up to 1000) and `GetJob JOB_ID` in turn, pausing
+//! THINK_MS (default 0: back to back, which measures throughput as much as latency:
+//! with 64 clients a call then waits for the 63 others) after each pair, until a
+//! `GetJob` answer shows the job ended or MAX_SECS (default 600) pass.
 //! Prints one JSON line: per method the calls, errors, p50/p90/p99/max in
 //! milliseconds, and the calls per second of all clients together.
 
@@ -58,6 +60,7 @@ async fn client_loop(
     job: String,
     stop: Arc<AtomicBool>,
     deadline: Instant,
+    think: Duration,
 ) -> (Samples, Samples) {
     let (mut list, mut get) = (Samples::default(), Samples::default());
     while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
@@ -84,6 +87,9 @@ async fn client_loop(
             }
             Err(_) => get.errors += 1,
         }
+        if !think.is_zero() {
+            tokio::time::sleep(think).await;
+        }
     }
     (list, get)
 }
@@ -92,10 +98,11 @@ async fn client_loop(
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [endpoint, repository, job, rest @ ..] = args.as_slice() else {
-        bail!("usage: bench_rpc_load ENDPOINT REPOSITORY JOB_ID [CLIENTS] [MAX_SECS]");
+        bail!("usage: bench_rpc_load ENDPOINT REPOSITORY JOB_ID [CLIENTS] [MAX_SECS] [THINK_MS]");
     };
     let clients: usize = rest.first().map(|s| s.parse()).transpose()?.unwrap_or(64);
     let max_secs: u64 = rest.get(1).map(|s| s.parse()).transpose()?.unwrap_or(600);
+    let think_ms: u64 = rest.get(2).map(|s| s.parse()).transpose()?.unwrap_or(0);
 
     let mut conns = Vec::with_capacity(clients);
     for _ in 0..clients {
@@ -117,6 +124,7 @@ async fn main() -> Result<()> {
                 job.clone(),
                 stop.clone(),
                 deadline,
+                Duration::from_millis(think_ms),
             ))
         })
         .collect();
@@ -131,6 +139,7 @@ async fn main() -> Result<()> {
         "{}",
         serde_json::json!({
             "clients": clients,
+            "think_ms": think_ms,
             "seconds": seconds,
             "job_ended": stop.load(Ordering::Relaxed),
             "list_backups": list.summary(seconds),

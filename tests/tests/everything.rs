@@ -225,16 +225,13 @@ async fn a_whole_deployment_round_trips() -> anyhow::Result<()> {
     );
     assert_eq!(a.aliases(&dep.dbs[0], "aliased").await?, before);
     assert!(a.aliases(&dep.dbs[0], "aliased_again").await?.is_empty());
-    compare(
-        &a,
-        &dep.dbs[0],
-        "aliased",
-        &a,
-        &dep.dbs[0],
-        "aliased_again",
-        false,
-    )
-    .await?;
+    // (The schema lines include the aliases, so the rows are compared here.)
+    let (src, copy) = (
+        a.dump(&dep.dbs[0], "aliased").await?,
+        a.dump(&dep.dbs[0], "aliased_again").await?,
+    );
+    assert!(!src.is_empty());
+    assert_eq!(src, copy, "the renamed copy holds the same rows");
     a.drop_collection_if_exists(&dep.dbs[0], "aliased_again")
         .await?;
     server.stop().await;

@@ -187,13 +187,21 @@ pub(crate) async fn import(
     if meta_path {
         restore_missing(client, rbac, &grants, &hashed, &map_db, &mut report).await?;
     } else {
+        // Milvus answers a grant that exists with success (2.3.5, seen), so what is
+        // there is read first: the report counts only what this restore added.
+        let roles_there: BTreeSet<String> = client.select_roles().await?.into_iter().collect();
+        let there = grants_there(client, &roles_there, &grants, &map_db).await?;
         for role in &rbac.roles {
             if client.create_role(&role.name).await? == Created::New {
                 report.roles += 1;
             }
         }
         for g in &grants {
-            if client.grant(g, &map_db(&g.database)).await? == Created::New {
+            let db = map_db(&g.database);
+            if there.contains(&grant_key(g, &db)) {
+                continue;
+            }
+            if client.grant(g, &db).await? == Created::New {
                 report.grants += 1;
             }
         }
@@ -261,27 +269,17 @@ async fn restore_missing(
     }
     // Grants that exist: the target's `BackupRBAC` has those of custom roles; the
     // others (`public`) are asked per database.
-    let mut grants_there: BTreeSet<GrantKey> = target
+    let custom: BTreeSet<String> = target.roles.iter().map(|r| r.name.clone()).collect();
+    let builtin: BTreeSet<String> = roles_there.difference(&custom).cloned().collect();
+    let mut there: BTreeSet<GrantKey> = target
         .grants
         .iter()
         .map(|g| grant_key(g, &g.database))
         .collect();
-    let custom: BTreeSet<&str> = target.roles.iter().map(|r| r.name.as_str()).collect();
-    let mut asked = BTreeSet::new();
-    for g in grants {
-        let db = map_db(&g.database);
-        if roles_there.contains(&g.role)
-            && !custom.contains(g.role.as_str())
-            && asked.insert((g.role.clone(), db.clone()))
-        {
-            for have in client.select_grants(&g.role, &db).await? {
-                grants_there.insert(grant_key(&have, &have.database));
-            }
-        }
-    }
+    there.extend(grants_there(client, &builtin, grants, map_db).await?);
     missing.grants = grants
         .iter()
-        .filter(|g| !grants_there.contains(&grant_key(g, &map_db(&g.database))))
+        .filter(|g| !there.contains(&grant_key(g, &map_db(&g.database))))
         .cloned()
         .collect();
     report.roles = count(missing.roles.len());
@@ -297,6 +295,27 @@ async fn restore_missing(
         client.restore_rbac(&missing, map_db).await?;
     }
     Ok(())
+}
+
+/// The grants the target holds already for those of `grants` whose role is in
+/// `roles` (one `SelectGrant` per role and target database).
+async fn grants_there(
+    client: &MilvusClient,
+    roles: &BTreeSet<String>,
+    grants: &[RbacGrant],
+    map_db: &impl Fn(&str) -> String,
+) -> Result<BTreeSet<GrantKey>> {
+    let mut out = BTreeSet::new();
+    let mut asked = BTreeSet::new();
+    for g in grants {
+        let db = map_db(&g.database);
+        if roles.contains(&g.role) && asked.insert((g.role.clone(), db.clone())) {
+            for have in client.select_grants(&g.role, &db).await? {
+                out.insert(grant_key(&have, &have.database));
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn count(n: usize) -> u32 {

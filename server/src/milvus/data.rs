@@ -48,6 +48,9 @@ impl SegmentLevel {
     }
 }
 
+/// Longest pause between two questions about an import task.
+const IMPORT_POLL_MAX: std::time::Duration = std::time::Duration::from_millis(250);
+
 impl MilvusClient {
     /// Seals the collection's growing segments and waits until they are on storage;
     /// returns the flush timestamp (0 where the server does not report one).
@@ -259,7 +262,13 @@ impl MilvusClient {
         cancel: &CancellationToken,
     ) -> Result<ImportProgress> {
         let what = format!("import task {task}");
-        crate::poll::until(&what, &self.timeouts.import(), cancel, || async {
+        // The restore's next step (the next queued import, the next collection) waits
+        // for this answer: a long pause is time lost per import, and the question is
+        // a cheap read of the coordinator's metadata.
+        let mut schedule = self.timeouts.import();
+        schedule.max = schedule.max.min(IMPORT_POLL_MAX);
+        schedule.first = schedule.first.min(schedule.max);
+        crate::poll::until(&what, &schedule, cancel, || async {
             let p = self.import_progress(task).await?;
             Ok((p != ImportProgress::Running).then_some(p))
         })

@@ -916,7 +916,16 @@ async fn resolve_base(
             ),
         });
     }
-    Ok((Some(Base::new(manifest)), None))
+    let mut base = Base::new(manifest);
+    let gone = base.keep_present(repository).await?;
+    let note = (!gone.is_empty()).then(|| {
+        format!(
+            "base {name:?}: {} of its files are missing or cut short in the repository (e.g. {}); they were copied again from the source (run `backup verify {name}`)",
+            gone.len(),
+            gone[0]
+        )
+    });
+    Ok((Some(base), note))
 }
 
 /// Reads a collection's partitions and indexes again, after its segments were listed:

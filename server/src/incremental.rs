@@ -53,6 +53,32 @@ impl Base {
         }
     }
 
+    /// Forgets the base's files the repository no longer holds as recorded (removed
+    /// or cut short by hand, a lost object): the new backup copies them again from
+    /// the source instead of pointing at bytes that are gone. One listing per folder
+    /// holding the base's bytes; returns the paths forgotten.
+    pub(crate) async fn keep_present(&mut self, repository: &Repository) -> Result<Vec<String>> {
+        let mut present: BTreeMap<String, u64> = BTreeMap::new();
+        for holder in self.holders.keys() {
+            for o in repository
+                .store()
+                .list_recursive(&Repository::backup_dir(holder))
+                .await?
+            {
+                present.insert(o.key, o.size);
+            }
+        }
+        let mut gone = Vec::new();
+        self.files.retain(|_, f| {
+            let kept = present.get(&f.path) == Some(&f.size_bytes);
+            if !kept {
+                gone.push(f.path.clone());
+            }
+            kept
+        });
+        Ok(gone)
+    }
+
     /// The base's name.
     pub(crate) fn name(&self) -> &str {
         &self.manifest.name

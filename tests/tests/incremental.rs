@@ -372,6 +372,47 @@ async fn incremental_backups_copy_only_what_changed_and_restore_exactly() -> Res
         fx_still.expected_rows() + fx_churn.expected_rows()
     );
 
+    // 5. A file of the chain lost by hand: the next increment copies it again from
+    // the source (with a warning) instead of pointing at bytes that are gone.
+    let lost = f3
+        .values()
+        .find(|f| f.referenced_from == b1)
+        .map(|f| f.path.clone())
+        .expect("b3 references b1");
+    std::fs::remove_file(server.repo_dir.join(&lost))?;
+    let b4 = unique("inc_heal");
+    let done = backup(&c, &b4, &colls, &b3).await?;
+    assert_succeeded(&done);
+    ensure!(
+        done.warnings
+            .iter()
+            .any(|w| w.contains("missing") && w.contains(&lost)),
+        "{:?}",
+        done.warnings
+    );
+    let (m4, s4) = get(&c, &b4).await?;
+    assert_eq!(s4.copied_files, 1, "only the lost file is copied: {s4:?}");
+    let again = files(&m4)
+        .into_values()
+        .find(|f| {
+            f.source_key
+                == f3
+                    .values()
+                    .find(|g| g.path == lost)
+                    .map(|g| g.source_key.clone())
+                    .unwrap_or_default()
+        })
+        .expect("the lost file's source is in b4");
+    assert!(again.referenced_from.is_empty(), "{again:?}");
+    let job = c
+        .verify_backup(pb::VerifyBackupRequest {
+            name: b4.clone(),
+            repository: "local".into(),
+            deep: false,
+        })
+        .await?;
+    assert_succeeded(&run_job(&c, job).await?);
+
     for name in &colls {
         a.drop_collection_if_exists("default", name).await?;
         a.drop_collection_if_exists("default", &format!("{name}_r"))

@@ -70,6 +70,9 @@ pub(crate) struct Catalog {
     /// A background refresh is running.
     refreshing: AtomicBool,
     max_age: Duration,
+    /// Changes this server made, with when: a refresh whose listing began before a
+    /// change may not see it, so the change is applied again to what it stores.
+    notes: std::sync::Mutex<Vec<(Instant, String, Option<Entry>)>>,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -88,6 +91,7 @@ impl Catalog {
             refresh: tokio::sync::Mutex::new(()),
             refreshing: AtomicBool::new(false),
             max_age,
+            notes: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -98,26 +102,43 @@ impl Catalog {
 
     /// Applies a change this server made, so listings show it at once.
     pub(crate) fn note(&self, name: &str, entry: Option<Entry>) {
+        self.notes.lock().unwrap_or_else(|p| p.into_inner()).push((
+            Instant::now(),
+            name.to_owned(),
+            entry.clone(),
+        ));
         let mut held = self.held.write().unwrap_or_else(|p| p.into_inner());
         if let Some(h) = held.as_mut() {
-            let snapshot = Arc::make_mut(&mut h.snapshot);
-            match entry {
-                Some(e) => {
-                    snapshot.entries.insert(name.to_owned(), e);
-                }
-                None => {
-                    snapshot.entries.remove(name);
-                }
-            }
+            apply(Arc::make_mut(&mut h.snapshot), name, entry);
         }
     }
 
-    fn store(&self, snapshot: Arc<Snapshot>) {
+    /// Keeps a listing that began at `listed_from`, with the changes noted since.
+    fn store(&self, mut snapshot: Snapshot, listed_from: Instant) -> Arc<Snapshot> {
+        let mut notes = self.notes.lock().unwrap_or_else(|p| p.into_inner());
+        // Older changes were in storage before the listing began.
+        notes.retain(|(at, _, _)| *at >= listed_from);
+        for (_, name, entry) in notes.iter() {
+            apply(&mut snapshot, name, entry.clone());
+        }
+        let snapshot = Arc::new(snapshot);
         let mut held = self.held.write().unwrap_or_else(|p| p.into_inner());
         *held = Some(Held {
-            snapshot,
-            taken: Instant::now(),
+            snapshot: snapshot.clone(),
+            taken: listed_from,
         });
+        snapshot
+    }
+}
+
+fn apply(snapshot: &mut Snapshot, name: &str, entry: Option<Entry>) {
+    match entry {
+        Some(e) => {
+            snapshot.entries.insert(name.to_owned(), e);
+        }
+        None => {
+            snapshot.entries.remove(name);
+        }
     }
 }
 
@@ -152,6 +173,7 @@ pub(crate) async fn fresh(repository: &Repository) -> Result<Arc<Snapshot>> {
 async fn refresh(repository: &Repository) -> Result<Arc<Snapshot>> {
     let catalog = repository.catalog();
     let _serial = catalog.refresh.lock().await;
+    let listed_from = Instant::now();
     let previous = catalog.current().map(|(s, _)| s).unwrap_or_default();
     let ids = repository.catalog_ids().await?;
     let names = repository.backup_names().await?;
@@ -178,9 +200,7 @@ async fn refresh(repository: &Repository) -> Result<Arc<Snapshot>> {
         .buffer_unordered(READ_CONCURRENCY)
         .try_collect()
         .await?;
-    let snapshot = Arc::new(Snapshot { entries });
-    catalog.store(snapshot.clone());
-    Ok(snapshot)
+    Ok(catalog.store(Snapshot { entries }, listed_from))
 }
 
 /// What one backup folder is, reusing what an earlier refresh read when it cannot
@@ -229,5 +249,35 @@ async fn read_entry(
             tracing::warn!(backup = name, error = %e, "unreadable manifest; listing the backup as incomplete");
             Ok(Entry::Incomplete(None))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refresh_keeps_the_changes_noted_after_its_listing_began() {
+        let catalog = Catalog::new(Duration::from_secs(2));
+        let before = Instant::now();
+        // Noted before the listing began: storage already had it, the listing decides.
+        catalog.note("gone-before", Some(Entry::Incomplete(None)));
+        let listed_from = Instant::now();
+        // A delete and a new backup while the listing ran.
+        catalog.note("deleted", None);
+        catalog.note("new", Some(Entry::Incomplete(None)));
+        let mut listed = Snapshot::default();
+        listed.entries.insert(
+            "deleted".into(),
+            Entry::Complete(Arc::new(BackupManifest::default())),
+        );
+        listed.entries.insert("kept".into(), Entry::Retained);
+        let stored = catalog.store(listed, listed_from);
+        let names: Vec<&str> = stored.entries.keys().map(String::as_str).collect();
+        assert_eq!(names, vec!["kept", "new"]);
+        // The next refresh, begun later, forgets those notes: its listing has them.
+        let stored = catalog.store(Snapshot::default(), Instant::now());
+        assert!(stored.entries.is_empty());
+        assert!(before <= listed_from);
     }
 }

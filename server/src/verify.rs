@@ -37,6 +37,8 @@ pub(crate) struct VerifyJob {
 struct Problem {
     path: String,
     what: String,
+    /// The file is not in the repository at all ([`Error::FileMissing`]).
+    missing: Option<Error>,
 }
 
 impl VerifyJob {
@@ -76,16 +78,24 @@ impl VerifyJob {
             let ctx = ctx.clone();
             async move {
                 ctx.check_cancelled()?;
-                let what = match repository.hash_file(name, &f.path).await {
+                let problem = match repository.hash_file(name, &f.path).await {
                     Ok(got) if got.size == f.size_bytes && got.sha256 == f.sha256 => None,
-                    Ok(got) => Some(format!(
-                        "{} bytes with SHA-256 {}, manifest says {} bytes with {}",
-                        got.size, got.sha256, f.size_bytes, f.sha256
+                    Ok(got) => Some((
+                        format!(
+                            "{} bytes with SHA-256 {}, manifest says {} bytes with {}",
+                            got.size, got.sha256, f.size_bytes, f.sha256
+                        ),
+                        None,
                     )),
-                    Err(e) => Some(e.to_string()),
+                    Err(e @ Error::FileMissing { .. }) => Some((e.to_string(), Some(e))),
+                    Err(e) => Some((e.to_string(), None)),
                 };
                 ctx.file_done(None, f.size_bytes);
-                Ok::<_, Error>(what.map(|what| Problem { path: f.path, what }))
+                Ok::<_, Error>(problem.map(|(what, missing)| Problem {
+                    path: f.path,
+                    what,
+                    missing,
+                }))
             }
         });
         let mut bad = Vec::new();
@@ -113,12 +123,17 @@ impl VerifyJob {
             .map(|b| format!("{}: {}", b.path, b.what))
             .collect::<Vec<_>>()
             .join("; ");
-        Err(Error::Corrupt {
+        let corrupt = Error::Corrupt {
             path: bad[0].path.clone(),
             message: format!(
                 "{total} file(s) of backup {name:?} are damaged or missing; first: {first}"
             ),
-        })
+        };
+        // Only missing files: say so (`FILE_MISSING`); the warnings name them all.
+        if bad.iter().all(|b| b.missing.is_some()) {
+            return Err(bad.into_iter().find_map(|b| b.missing).unwrap_or(corrupt));
+        }
+        Err(corrupt)
     }
 }
 
@@ -159,6 +174,7 @@ impl VerifyJob {
             problems.extend(checked.problems.into_iter().map(|p| Problem {
                 path: p.place,
                 what: p.what,
+                missing: None,
             }));
         }
         Ok(problems)

@@ -260,6 +260,10 @@ impl FakeMilvus {
                 return self.start_task(snap.id, Outcome::Failed(reason), &req);
             }
         };
+        if self.lock().faults.contains(&Fault::FailImports) {
+            let reason = "failed to read binlog: injected by the test".to_owned();
+            return self.start_task(snap.id, Outcome::Failed(reason), &req);
+        }
         let outcome = match files::read_backup(&b, segments, &target, storage_v2).await {
             Err(reason) => Outcome::Failed(reason),
             Ok(read) => match self.write_imported(snap.id, pid, &target, read) {

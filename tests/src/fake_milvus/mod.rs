@@ -256,6 +256,9 @@ pub enum Fault {
     /// Import tasks stay `Started` (they never finish) while this fault is in force:
     /// for cancelling or killing a job in the middle of an import.
     HoldImports,
+    /// Import tasks are accepted and then fail (`ImportFailed`, as when Milvus cannot
+    /// read a staged file).
+    FailImports,
 }
 
 /// Started endpoints.

@@ -422,7 +422,7 @@ impl Model {
             .iter()
             .map(|f| match f {
                 Fault::ImportRowsOffBy(n) => *n,
-                Fault::DiskQuotaExceeded | Fault::HoldImports => 0,
+                Fault::DiskQuotaExceeded | Fault::HoldImports | Fault::FailImports => 0,
             })
             .sum()
     }

@@ -77,6 +77,92 @@ async fn seed_rbac(m: &DataClient, role: &str, user: &str) -> anyhow::Result<()>
     Ok(())
 }
 
+/// A request as root (some 2.3 RBAC calls need credentials even with auth off).
+fn as_root<T>(msg: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.metadata_mut().insert(
+        "authorization",
+        tonic::metadata::MetadataValue::from_static("cm9vdDpNaWx2dXM="),
+    );
+    r
+}
+
+/// Whether `name` is one this test makes: `<r|u>_<a|c>_<hex>`.
+fn made_here(name: &str, kind: &str) -> bool {
+    let mut parts = name.splitn(3, '_');
+    parts.next() == Some(kind)
+        && matches!(parts.next(), Some("a" | "c"))
+        && parts
+            .next()
+            .is_some_and(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// Removes the roles (grants first) and users this test makes on `m`, this run's and
+/// any a failed earlier run left: Milvus caps roles (`proxy.maxRoleNum`, 10 by
+/// default), so leftovers on the shared services would fail every RBAC test.
+async fn drop_made_here(m: &DataClient) -> anyhow::Result<()> {
+    use milvault_proto::milvus::milvus as mpb;
+    let mut raw = m.raw();
+    let roles = raw
+        .select_role(as_root(mpb::SelectRoleRequest::default()))
+        .await?
+        .into_inner()
+        .results;
+    for role in roles.into_iter().filter_map(|r| r.role).map(|r| r.name) {
+        if !made_here(&role, "r") {
+            continue;
+        }
+        let grants = raw
+            .select_grant(as_root(mpb::SelectGrantRequest {
+                entity: Some(mpb::GrantEntity {
+                    role: Some(mpb::RoleEntity {
+                        name: role.clone(),
+                        ..Default::default()
+                    }),
+                    db_name: "default".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }))
+            .await?
+            .into_inner()
+            .entities;
+        for g in grants {
+            raw.operate_privilege(as_root(mpb::OperatePrivilegeRequest {
+                entity: Some(g),
+                r#type: mpb::OperatePrivilegeType::Revoke as i32,
+                ..Default::default()
+            }))
+            .await?;
+        }
+        let st = raw
+            .drop_role(as_root(mpb::DropRoleRequest {
+                role_name: role.clone(),
+                ..Default::default()
+            }))
+            .await?
+            .into_inner();
+        anyhow::ensure!(
+            st.code == 0 && st.error_code == 0,
+            "DropRole {role}: {}",
+            st.reason
+        );
+    }
+    let users = raw
+        .list_cred_users(as_root(mpb::ListCredUsersRequest::default()))
+        .await?
+        .into_inner()
+        .usernames;
+    for user in users.into_iter().filter(|u| made_here(u, "u")) {
+        raw.delete_credential(as_root(mpb::DeleteCredentialRequest {
+            username: user,
+            ..Default::default()
+        }))
+        .await?;
+    }
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn users_roles_and_grants_move_between_real_2_2_and_2_3() -> anyhow::Result<()> {
     let env = TestEnv::from_env()?;
@@ -84,6 +170,8 @@ async fn users_roles_and_grants_move_between_real_2_2_and_2_3() -> anyhow::Resul
     let cc = DataClient::connect(&env.c_addr).await?;
     let server = TestServer::start(&env).await?;
     let c = server.client().await?;
+    drop_made_here(&a).await?;
+    drop_made_here(&cc).await?;
 
     for (from, to, src, dst) in [("c", "a", &cc, &a), ("a", "c", &a, &cc)] {
         let id = unique(from);
@@ -133,7 +221,15 @@ async fn users_roles_and_grants_move_between_real_2_2_and_2_3() -> anyhow::Resul
         assert!(!report.users_needing_password_reset.contains(&user));
         assert_eq!((report.roles, report.grants), (0, 0), "{report:?}");
         assert_eq!(dst.user_roles(&user).await?, Some(vec![role.clone()]));
+        for m in [src, dst] {
+            for suffix in ["", "_r1", "_r2"] {
+                m.drop_collection_if_exists("default", &format!("{coll}{suffix}"))
+                    .await?;
+            }
+        }
     }
+    drop_made_here(&a).await?;
+    drop_made_here(&cc).await?;
     Ok(())
 }
 
@@ -164,5 +260,6 @@ async fn a_cosine_index_from_2_3_is_refused_by_a_real_2_2() -> anyhow::Result<()
         !cc.has_collection("default", &coll).await?,
         "created on 2.2"
     );
+    a.drop_collection_if_exists("default", &coll).await?;
     Ok(())
 }

@@ -29,6 +29,7 @@ use crate::milvus::types::{SegmentInfo, SegmentLevel, SegmentState};
 use crate::milvus::{GcPause, MilvusClient, PkField};
 use crate::repository::{FORMAT_VERSION, Repository, segment_files};
 use crate::rows::{Files, count};
+use crate::s3copy::ServerSideCopy;
 use crate::selection::{Filter, validate_backup_name};
 use crate::storage::Store;
 
@@ -52,7 +53,12 @@ pub(crate) struct BackupJob {
     base: Option<Base>,
     /// Said in the job when `--base latest` found nothing to build on.
     base_note: Option<String>,
+    /// Copies inside S3 when cluster and repository share an S3 endpoint.
+    server_side: Option<ServerSideCopy>,
 }
+
+/// Longest a single server-side copy (up to 5 GiB inside S3) may take.
+const SERVER_SIDE_COPY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3_600);
 
 /// One file to copy.
 struct Planned {
@@ -116,6 +122,11 @@ impl BackupJob {
             app: app.clone(),
             base,
             base_note,
+            server_side: ServerSideCopy::between(
+                &cluster.config.storage,
+                repository.store().config(),
+                SERVER_SIDE_COPY_TIMEOUT,
+            ),
         });
         Ok(Submission {
             kind: JobKind::Backup,
@@ -532,16 +543,20 @@ impl BackupJob {
 
         ctx.phase(JobPhase::Copying, "").await;
         let name = self.request.name.clone();
+        // Set once a server-side copy failed: the rest stream (one warning).
+        let streaming_only = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let results: Vec<(String, crate::storage::Copied)> = futures::stream::iter(planned.into_iter().map(|p| {
             let ctx = ctx.clone();
             let src = self.cluster.store.clone();
             let dst = self.repository.store().clone();
             let name = name.clone();
+            let server_side = self.server_side.clone();
+            let streaming_only = streaming_only.clone();
             async move {
                 ctx.check_cancelled()?;
                 let key = Repository::file_key(&name, &p.source_key);
                 // A cancel stops the copy inside the file; the cleanup removes the rest.
-                let copy = src.copy_to(&p.source_key, &dst, &key, None);
+                let copy = copy_file(&src, &dst, &p.source_key, &key, p.size, server_side.as_ref(), &streaming_only);
                 let copied = tokio::select! {
                     r = copy => r,
                     _ = ctx.cancel_token().cancelled() => Err(Error::Cancelled),
@@ -615,6 +630,37 @@ impl BackupJob {
         }
         Ok(transfer)
     }
+}
+
+/// Copies one file: inside S3 (while this process reads the source once for its
+/// SHA-256) where the stores allow it, else streamed through with the hash.
+async fn copy_file(
+    src: &Store,
+    dst: &Store,
+    src_key: &str,
+    dst_key: &str,
+    size: u64,
+    server_side: Option<&ServerSideCopy>,
+    streaming_only: &std::sync::atomic::AtomicBool,
+) -> Result<crate::storage::Copied> {
+    use std::sync::atomic::Ordering;
+    if let Some(s3) = server_side
+        .filter(|_| size < crate::s3copy::MAX_COPY_BYTES && !streaming_only.load(Ordering::Relaxed))
+    {
+        let (copied, hashed) = tokio::join!(s3.copy(src_key, dst_key), src.hash(src_key));
+        match copied {
+            Ok(()) => {
+                tracing::debug!(store = dst.name(), key = dst_key, "copied inside S3");
+                return hashed;
+            }
+            Err(e) => {
+                if !streaming_only.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(store = dst.name(), error = %e, "server-side copy refused; streaming the files through instead");
+                }
+            }
+        }
+    }
+    src.copy_to(src_key, dst, dst_key, None).await
 }
 
 /// What the source serves for a collection, counted the strongest way its version

@@ -42,6 +42,7 @@ mod rbac;
 mod repository;
 mod restore;
 mod rows;
+mod s3copy;
 mod selection;
 mod server;
 mod storage;

@@ -382,25 +382,35 @@ EOF
 # milvault_backup NAME CLUSTER REPOSITORY [EXTRA ARGS...]: the CLI's backup, timed
 # until the job ends; prints seconds. The server's peak RSS is reset first
 # (rss_peak_kb reads it afterwards).
+# stamped LOG PHASES T0 CMD...: runs the CLI command CMD with its progress lines
+# time-stamped into LOG; the seconds from T0 to each phase's first line go to PHASES
+# as JSON. Fails when CMD fails.
+stamped() {
+  local log="$1" phases="$2" t0="$3"
+  shift 3
+  if ! "$@" 2>&1 | while IFS= read -r line; do printf '%s %s\n' "$EPOCHREALTIME" "$line"; done >"$log" \
+    || ((PIPESTATUS[0] != 0)); then
+    tail -n 20 "$log" >&2
+    return 1
+  fi
+  # "<time> [<job id>] <phase>[ (<detail>)]: <progress>" -> {"<phase>": seconds, ...}
+  awk -v t0="$t0" '$2 ~ /^\[/ && $3 ~ /^[a-z_ ]+/ {
+      p = $3; sub(/:$/, "", p)
+      if (!(p in seen)) { seen[p] = 1; printf "%s\"%s\":%.3f", (n++ ? "," : "{"), p, $1 - t0 }
+    } END { print (n ? "}" : "{}") }' "$log" >"$phases"
+}
+
 # The CLI's progress lines are time-stamped into $D/logs/backup-NAME.log, and the
 # seconds from the start to each phase's first line go to $D/phases-NAME.json.
 milvault_backup() {
-  local name="$1" cluster="$2" repo="$3" t log="$D/logs/backup-$1.log"
+  local name="$1" cluster="$2" repo="$3" t
   shift 3
   rss_reset
   t="$(now)"
-  if ! cli backup create "$name" --cluster "$cluster" --repository "$repo" "$@" 2>&1 \
-    | while IFS= read -r line; do printf '%s %s\n' "$EPOCHREALTIME" "$line"; done >"$log" \
-    || ((PIPESTATUS[0] != 0)); then
-    tail -n 20 "$log" >&2
-    die "backup $name failed"
-  fi
+  stamped "$D/logs/backup-$name.log" "$D/phases-$name.json" "$t" \
+    cli backup create "$name" --cluster "$cluster" --repository "$repo" "$@" \
+    || die "backup $name failed"
   elapsed "$t"
-  # "<time> [<job id>] <phase>[ (<detail>)]: <progress>" -> {"<phase>": seconds, ...}
-  awk -v t0="$t" '$2 ~ /^\[/ && $3 ~ /^[a-z_ ]+/ {
-      p = $3; sub(/:$/, "", p)
-      if (!(p in seen)) { seen[p] = 1; printf "%s\"%s\":%.3f", (n++ ? "," : "{"), p, $1 - t0 }
-    } END { print (n ? "}" : "{}") }' "$log" >"$D/phases-$name.json"
 }
 
 delete_backup() { # NAME REPOSITORY
@@ -485,11 +495,12 @@ restore_rounds() {
       for tool in $order; do
         if [[ "$tool" == milvault ]]; then
           t="$(now)"
-          cli restore "$name" --cluster "$which" --repository "$repo" --suffix _mr \
-            >>"$D/logs/cli.log" 2>&1 || { tail -n 20 "$D/logs/cli.log" >&2; die "restore of $name into $which failed"; }
+          stamped "$D/logs/restore-$repo-$r.log" "$D/phases-restore-$repo-$r.json" "$t" \
+            cli restore "$name" --cluster "$which" --repository "$repo" --suffix _mr \
+            || die "restore of $name into $which failed"
           secs="$(elapsed "$t")"
           "$REL/bench_load" drop "$addr" _mr 2>>"$D/logs/drop.log"
-          record "{\"kind\":\"restore\",\"repository\":\"$repo\",\"cluster\":\"$which\",\"round\":$r,\"tool\":\"milvault\",\"seconds\":$secs,\"bytes\":$(manifest_bytes "$manifest")}"
+          record "{\"kind\":\"restore\",\"repository\":\"$repo\",\"cluster\":\"$which\",\"round\":$r,\"tool\":\"milvault\",\"seconds\":$secs,\"bytes\":$(manifest_bytes "$manifest"),\"phase_start_s\":$(cat "$D/phases-restore-$repo-$r.json")}"
           log "restore $repo -> $which round $r: milvault $secs s"
         else
           out="$("$REL/bench_import" "$addr" "$manifest" "$(repo_dir "$repo")" "$stage" "$root" _ri 4 partition \
@@ -579,7 +590,11 @@ summarize() {
     def secs(f): [.[] | select(f) | .seconds] | median;
     . as $all
     | [ "fs-fs", "s3-fs", "s3-s3" ] as $pairs
-    | ($all | map(select(.kind == "backup" and .tool == "milvault")) | map(.rss_peak_kb) | max) as $rss1
+    | ($all | map(select(.kind == "backup" and .tool == "milvault")) | map(.rss_peak_kb) | max) as $rssmax
+    # The first fs -> fs backup runs on a fresh server, like the large one (which
+    # follows a restart): the like-for-like pair for "flat".
+    | ($all | map(select(.kind == "backup" and .tool == "milvault" and .pair == "fs-fs"))
+        | min_by(.round) | .rss_peak_kb) as $rss1
     | ($all | map(select(.kind == "big_backup")) | first) as $big
     | ($all | map(select(.kind == "second_backup")) | first) as $second
     | ($all | map(select(.kind == "rpc"))) as $rpc
@@ -602,8 +617,9 @@ summarize() {
               milvault_s: ($all | secs(.kind == "restore" and .repository == $c and .tool == "milvault")),
               raw_import_s: ($all | secs(.kind == "restore" and .repository == $c and .tool == "raw_import")) }
           | . + { ratio: (.milvault_s / .raw_import_s) } ],
-        rss: { backup_1_bytes: ([$all[] | select(.kind == "backup" and .tool == "milvault") | .bytes] | max),
+        rss: { backup_1_bytes: ([$all[] | select(.kind == "backup" and .tool == "milvault" and .pair == "fs-fs") | .bytes] | max),
                peak_1_mb: ($rss1 * 1024 / 1e6),
+               peak_any_1_mb: ($rssmax * 1024 / 1e6),
                backup_4_bytes: $big.bytes, peak_4_mb: ($big.rss_peak_kb * 1024 / 1e6),
                growth: ($big.rss_peak_kb / $rss1) },
         rpc: $rpc,
@@ -634,9 +650,11 @@ table_rows() {
       (.restore[] | [ "restore \(if .repository == "fs" then "fs" else "S3" end) repository -> fs Milvus (\(gib(.bytes)), \(.segments) segments)",
           "\(f(.milvault_s)) s", "Milvus import \(f(.raw_import_s)) s (\(.imports) tasks)", f(.ratio), "<= 1.15",
           verdict(.ratio <= 1.15; "by " + pct(.ratio / 1.15)) ] | @tsv),
-      ([ "peak RSS, backup of \(gib(.rss.backup_1_bytes))", "\(f1(.rss.peak_1_mb)) MB", "-", "-", "< 150 MB",
+      ([ "peak RSS, fs -> fs backup of \(gib(.rss.backup_1_bytes)), fresh server", "\(f1(.rss.peak_1_mb)) MB", "-", "-", "< 150 MB",
           verdict(.rss.peak_1_mb < 150; "by " + pct(.rss.peak_1_mb / 150)) ] | @tsv),
-      ([ "peak RSS, backup of \(gib(.rss.backup_4_bytes))", "\(f1(.rss.peak_4_mb)) MB", "-",
+      ([ "peak RSS, any ~1 GiB backup (all paths and rounds)", "\(f1(.rss.peak_any_1_mb)) MB", "-", "-", "< 150 MB",
+          verdict(.rss.peak_any_1_mb < 150; "by " + pct(.rss.peak_any_1_mb / 150)) ] | @tsv),
+      ([ "peak RSS, fs -> fs backup of \(gib(.rss.backup_4_bytes))", "\(f1(.rss.peak_4_mb)) MB", "-",
           "x\(f(.rss.growth)) vs \(gib(.rss.backup_1_bytes))", "< 150 MB, flat (<= x1.2)",
           verdict(.rss.peak_4_mb < 150 and .rss.growth <= 1.2;
             (if .rss.peak_4_mb >= 150 then "by " + pct(.rss.peak_4_mb / 150) + " " else "" end)
@@ -707,6 +725,9 @@ main() {
   delete_backup second-a fs
   rpc_latency
   for k in "${!KEEP_BACKUP[@]}"; do delete_backup "${KEEP_BACKUP[$k]}" "${PAIR_REPO[$k]}"; done
+  # A fresh server for the large backup, as for the first fs -> fs one.
+  stop_group milvault-server
+  start_server
   big_backup
   summarize
   echo

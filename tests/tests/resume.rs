@@ -127,8 +127,24 @@ async fn interrupted(
         anyhow::ensure!(Instant::now() < deadline, "no held import in 60 s");
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
-    // The journal write of the task ids follows the snapshot closely.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The job asks about the task only once its id is journaled: a question asked
+    // after the snapshot was seen proves the journal holds it.
+    let polls = || {
+        fake.recorded()
+            .calls
+            .iter()
+            .filter(|c| *c == "GetImportState")
+            .count()
+    };
+    let seen = polls();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while polls() <= seen {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the held import was never asked about"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     child.kill().await?; // SIGKILL
     child.wait().await?;
     let done = at_kill.imports.iter().filter(|i| i.confirmed).count();
@@ -277,17 +293,22 @@ async fn when_the_window_ends_the_interrupted_restore_is_cleaned_up() -> anyhow:
         ..
     } = interrupted(&fake, &conf, 1, with_suffix).await?;
     fake.clear_faults();
-    let kept = c.get_job(pb::GetJobRequest { id: old_id.clone() }).await?;
-    assert!(kept.resumable_until.is_some(), "{:?}", kept.cleanup);
+    // Kept at the restart, then cleaned up when the window ended.
     let deadline = Instant::now() + Duration::from_secs(30);
     let after = loop {
         let j = c.get_job(pb::GetJobRequest { id: old_id.clone() }).await?;
-        if j.resumable_until.is_none() {
+        if j.cleanup.iter().any(|n| n.contains("dropped")) {
             break j;
         }
-        anyhow::ensure!(Instant::now() < deadline, "the window never ended");
+        anyhow::ensure!(Instant::now() < deadline, "the window never ended: {j:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    assert!(after.resumable_until.is_none());
+    assert!(
+        after.cleanup[0].contains("kept for a resume"),
+        "{:?}",
+        after.cleanup
+    );
     assert!(
         after.cleanup.iter().any(|n| n.contains("window ended")),
         "{:?}",

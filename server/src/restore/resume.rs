@@ -282,6 +282,8 @@ async fn end(app: &App, id: &str, why: &str) -> Option<Job> {
         .claim(id, |j| {
             if j.resumed_by.is_empty() && j.resumable_until.is_some() {
                 j.resumable_until = None;
+                j.cleanup
+                    .push(format!("{why}: removing what the job created"));
                 true
             } else {
                 false
@@ -298,14 +300,12 @@ async fn end(app: &App, id: &str, why: &str) -> Option<Job> {
     };
     tracing::info!(job = %id, %why, "removing what an interrupted restore created");
     let notes = crate::cleanup::release(app, &job.resources).await;
-    let why = why.to_owned();
     if let Err(e) = app
         .jobs
         .amend(id, |j| {
             for r in &mut j.resources {
                 r.kept = true;
             }
-            j.cleanup.push(why);
             j.cleanup.extend(notes);
         })
         .await

@@ -411,14 +411,20 @@ impl Side<'_> {
             }
         }
         let rows = self.confirm(task, into, record, batch, rows, mode).await?;
-        if let Err(e) = self.job.cluster.store.delete_prefix(&staged.dir).await {
-            tracing::warn!(error = %e, "could not remove staged files; they go with the job's staging prefix");
-        }
+        self.remove_staged(&staged.dir).await;
         Ok((
             partition_id,
             rows,
             u32::try_from(tasks.len()).unwrap_or(u32::MAX),
         ))
+    }
+
+    /// Removes an import's staged files once Milvus is done with them; what cannot be
+    /// removed now goes with the job's staging prefix at its end.
+    async fn remove_staged(&self, dir: &str) {
+        if let Err(e) = self.job.cluster.store.delete_prefix(dir).await {
+            tracing::warn!(error = %e, dir, "could not remove staged files; they go with the job's staging prefix");
+        }
     }
 
     /// Empties a group directory before a resumed restore stages into it: the
@@ -537,9 +543,7 @@ impl Side<'_> {
             }
         }
         let rows = self.confirm(task, into, record, batch, rows, mode).await?;
-        if let Err(e) = self.job.cluster.store.delete_prefix(&r.staged_path).await {
-            tracing::warn!(error = %e, "could not remove staged files; they go with the job's staging prefix");
-        }
+        self.remove_staged(&r.staged_path).await;
         Ok(Some(rows))
     }
 
@@ -560,9 +564,7 @@ impl Side<'_> {
             }
         }
         self.ctx.update_import(record, |r| r.confirmed = true).await;
-        if let Err(e) = self.job.cluster.store.delete_prefix(&r.staged_path).await {
-            tracing::warn!(error = %e, "could not remove staged files; they go with the job's staging prefix");
-        }
+        self.remove_staged(&r.staged_path).await;
         Ok(true)
     }
 
@@ -627,9 +629,7 @@ impl Side<'_> {
             }
         }
         self.ctx.update_import(record, |r| r.confirmed = true).await;
-        if let Err(e) = self.job.cluster.store.delete_prefix(&staged.dir).await {
-            tracing::warn!(error = %e, "could not remove staged L0 files; they go with the job's staging prefix");
-        }
+        self.remove_staged(&staged.dir).await;
         Ok(u32::try_from(tasks.len()).unwrap_or(u32::MAX))
     }
 

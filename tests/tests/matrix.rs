@@ -255,9 +255,7 @@ async fn seed_schema(fake: &FakeMilvus, version: &str) -> anyhow::Result<Option<
             },
             "n",
         ),
-        // A struct field (2.6.0). (An `Int8Vector` field, also 2.6, cannot be used
-        // here: the manifest's `DataType` stops at 104 and such a backup fails with
-        // INTERNAL "the manifest could not be encoded".)
+        // A struct field (2.6.0), beside an `Int8Vector` field (2.6.0) below.
         6 => (field("", DataType::None), "st"),
         _ => return Ok(None),
     };
@@ -270,6 +268,7 @@ async fn seed_schema(fake: &FakeMilvus, version: &str) -> anyhow::Result<Option<
     ];
     let mut struct_array_fields = Vec::new();
     if named == "st" {
+        fields.push(dim(field("i8v", DataType::Int8Vector)));
         struct_array_fields.push(ms::StructArrayFieldSchema {
             name: "st".into(),
             fields: vec![ms::FieldSchema {

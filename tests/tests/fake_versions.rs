@@ -1590,6 +1590,14 @@ async fn privilege_groups_and_built_in_groups_follow_the_targets_version() -> an
             "{version}: {:?}",
             report.warnings
         );
+        // Each is among the job's own warnings too.
+        for w in &report.warnings {
+            assert!(
+                r.warnings.iter().any(|jw| jw.ends_with(w.as_str())),
+                "{version}: {w:?} not in {:?}",
+                r.warnings
+            );
+        }
     }
     Ok(())
 }

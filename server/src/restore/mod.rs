@@ -426,6 +426,11 @@ impl Side<'_> {
                     ))
                     .await;
             }
+            // What could not go in as it was (privilege groups expanded or left out,
+            // passwords kept): said where every job's warnings are, too.
+            for w in &report.warnings {
+                self.ctx.warn(format!("users and roles: {w}")).await;
+            }
             self.ctx.report_rbac(report).await;
         }
         self.ctx.phase(JobPhase::Switching, "").await;

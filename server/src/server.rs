@@ -135,8 +135,7 @@ async fn serve_inner(
             tracing::info!(%local, tls = false, "milvault-server listening");
             router
                 .serve_with_incoming_shutdown(
-                    TcpListenerStream::new(listener)
-                        .map(|accepted| accepted.inspect(no_delay)),
+                    TcpListenerStream::new(listener).map(|accepted| accepted.inspect(no_delay)),
                     shutdown,
                 )
                 .await

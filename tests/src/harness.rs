@@ -313,3 +313,50 @@ pub fn unique(prefix: &str) -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();
     format!("{prefix}_{}", &id[..8])
 }
+
+/// Starts the real `milvault-server` binary with `conf` (its `listen` may be port 0)
+/// and returns the child (killed on drop) and its `http://ADDR` from its log.
+pub async fn spawn_server(conf: &std::path::Path) -> Result<(tokio::process::Child, String)> {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let bin = workspace_bin("milvault-server");
+    anyhow::ensure!(bin.exists(), "{} not built", bin.display());
+    let mut child = tokio::process::Command::new(bin)
+        .arg("--config")
+        .arg(conf)
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    let stderr = child
+        .stderr
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stderr"))?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(16);
+    for reader in [
+        Box::new(stdout) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+        Box::new(stderr),
+    ] {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(reader).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(i) = line.find("local=") {
+                    let addr: String = line[i + 6..]
+                        .chars()
+                        .take_while(|c| !c.is_whitespace())
+                        .collect();
+                    let _ = tx.send(addr).await;
+                }
+            }
+        });
+    }
+    let addr = tokio::time::timeout(std::time::Duration::from_secs(30), rx.recv())
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the server printed no address"))?;
+    Ok((child, format!("http://{addr}")))
+}

@@ -5,12 +5,11 @@
 //! window ends (or the resume is given up with `CancelJob`) what the interrupted job
 //! created is removed as before.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use milvault_sdk::{Client, pb};
 use milvault_tests::fake_milvus::{CollectionSpec, FakeMilvus, Fault, SegmentSpec};
-use milvault_tests::harness::{assert_succeeded, run_job, workspace_bin};
+use milvault_tests::harness::{assert_succeeded, run_job, spawn_server};
 use tokio::time::Instant;
 
 /// Segments of the restored collection (one import each with the test's limits).
@@ -434,47 +433,6 @@ async fn a_resumed_replacement_switches_only_when_complete() -> anyhow::Result<(
     );
     child.kill().await?;
     Ok(())
-}
-
-/// Starts `milvault-server --config conf`; returns the child and its endpoint (read
-/// from its log line naming `local=`).
-async fn spawn_server(conf: &std::path::Path) -> anyhow::Result<(tokio::process::Child, String)> {
-    use tokio::io::{AsyncBufReadExt, BufReader};
-    let bin = workspace_bin("milvault-server");
-    anyhow::ensure!(bin.exists(), "{} not built", bin.display());
-    let mut child = tokio::process::Command::new(bin)
-        .arg("--config")
-        .arg(conf)
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()?;
-    let stdout = child.stdout.take().expect("stdout");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(16);
-    for reader in [
-        Box::new(stdout) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
-        Box::new(stderr),
-    ] {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(reader).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(i) = line.find("local=") {
-                    let addr: String = line[i + 6..]
-                        .chars()
-                        .take_while(|c| !c.is_whitespace())
-                        .collect();
-                    let _ = tx.send(addr).await;
-                }
-            }
-        });
-    }
-    let addr = tokio::time::timeout(Duration::from_secs(30), rx.recv())
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("the server printed no address"))?;
-    Ok((child, format!("http://{addr}")))
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

@@ -5,13 +5,12 @@
 //!   segment at a time, a restart, and `ResumeJob`: the segments whose import was
 //!   confirmed are not imported again, and the restored collection equals the source.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use milvault_sdk::{Client, pb};
 use milvault_tests::fixtures::{Fixture, compare, seed};
 use milvault_tests::harness::{
-    TestEnv, TestServer, assert_succeeded, run_job, unique, workspace_bin,
+    TestEnv, TestServer, assert_succeeded, run_job, spawn_server, unique,
 };
 use milvault_tests::milvus_data::{DataClient, Field, dt};
 use tokio::time::Instant;
@@ -190,45 +189,4 @@ async fn batched_and_resumed_restores_on_real_2_3_5() -> anyhow::Result<()> {
     a.drop_collection_if_exists("default", &resumed).await?;
     a.drop_collection_if_exists("default", &fx.name).await?;
     Ok(())
-}
-
-/// Starts `milvault-server --config conf`; returns the child and its endpoint (read
-/// from its log line naming `local=`).
-async fn spawn_server(conf: &std::path::Path) -> anyhow::Result<(tokio::process::Child, String)> {
-    use tokio::io::{AsyncBufReadExt, BufReader};
-    let bin = workspace_bin("milvault-server");
-    anyhow::ensure!(bin.exists(), "{} not built", bin.display());
-    let mut child = tokio::process::Command::new(bin)
-        .arg("--config")
-        .arg(conf)
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()?;
-    let stdout = child.stdout.take().expect("stdout");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(16);
-    for reader in [
-        Box::new(stdout) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
-        Box::new(stderr),
-    ] {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(reader).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(i) = line.find("local=") {
-                    let addr: String = line[i + 6..]
-                        .chars()
-                        .take_while(|c| !c.is_whitespace())
-                        .collect();
-                    let _ = tx.send(addr).await;
-                }
-            }
-        });
-    }
-    let addr = tokio::time::timeout(Duration::from_secs(30), rx.recv())
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("the server printed no address"))?;
-    Ok((child, format!("http://{addr}")))
 }

@@ -4,13 +4,12 @@
 //! skipped as asked; a cancelled restore removes exactly what it created; a
 //! `kill -9`ed server finishes the cleanup of its interrupted jobs at restart.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use milvault_sdk::{Client, pb};
 use milvault_tests::fake_milvus::{CollectionSpec, FakeMilvus, Fault, SegmentSpec};
 use milvault_tests::harness::{
-    Minimal, MinimalCluster, TestServer, assert_succeeded, run_job, workspace_bin,
+    Minimal, MinimalCluster, TestServer, assert_succeeded, run_job, spawn_server,
 };
 
 async fn started(version: &str) -> anyhow::Result<FakeMilvus> {
@@ -311,47 +310,6 @@ async fn a_killed_server_cleans_up_its_interrupted_restore_at_restart() -> anyho
     assert!(no_staging_left(&fake), "staged files left behind");
     child.kill().await?;
     Ok(())
-}
-
-/// Starts `milvault-server --config conf`; returns the child and its endpoint (read
-/// from its log line "milvault-server listening").
-async fn spawn_server(conf: &std::path::Path) -> anyhow::Result<(tokio::process::Child, String)> {
-    use tokio::io::{AsyncBufReadExt, BufReader};
-    let bin = workspace_bin("milvault-server");
-    anyhow::ensure!(bin.exists(), "{} not built", bin.display());
-    let mut child = tokio::process::Command::new(bin)
-        .arg("--config")
-        .arg(conf)
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()?;
-    let stdout = child.stdout.take().expect("stdout");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(16);
-    for reader in [
-        Box::new(stdout) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
-        Box::new(stderr),
-    ] {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(reader).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(i) = line.find("local=") {
-                    let addr: String = line[i + 6..]
-                        .chars()
-                        .take_while(|c| !c.is_whitespace())
-                        .collect();
-                    let _ = tx.send(addr).await;
-                }
-            }
-        });
-    }
-    let addr = tokio::time::timeout(Duration::from_secs(30), rx.recv())
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("the server printed no address"))?;
-    Ok((child, format!("http://{addr}")))
 }
 
 async fn wait_for_phase(c: &Client, id: &str, phase: pb::JobPhase) -> anyhow::Result<()> {

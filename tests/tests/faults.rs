@@ -73,7 +73,8 @@ fn server_head(state: &Path, repo: &Path, extra: &str) -> String {
     )
 }
 
-/// Backs up one collection and waits for the job's end.
+/// Backs up one collection and waits for the job's end (at most 5 minutes: a job
+/// still running then is reported with its phase, as a hang).
 async fn backup(c: &Client, name: &str, cluster: &str, repo: &str, coll: &str) -> Result<pb::Job> {
     let job = c
         .create_backup(pb::CreateBackupRequest {
@@ -84,7 +85,20 @@ async fn backup(c: &Client, name: &str, cluster: &str, repo: &str, coll: &str) -
             ..Default::default()
         })
         .await?;
-    run_job(c, job).await
+    let id = job.id.clone();
+    match tokio::time::timeout(Duration::from_secs(300), run_job(c, job)).await {
+        Ok(done) => done,
+        Err(_) => {
+            let j = c.get_job(pb::GetJobRequest { id }).await?;
+            bail!(
+                "backup {name} still {:?} after 300 s, phase {:?} {:?}, progress {:?}",
+                j.state(),
+                j.phase(),
+                j.phase_detail,
+                j.progress
+            )
+        }
+    }
 }
 
 /// The error of a job that must have failed.

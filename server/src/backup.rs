@@ -60,8 +60,10 @@ pub(crate) struct BackupJob {
 /// Collections flushed at once.
 const FLUSHES_AT_ONCE: usize = 4;
 
-/// Longest a single server-side copy (up to 5 GiB inside S3) may take.
-const SERVER_SIDE_COPY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3_600);
+/// Longest a server-side copy may take before the allowance for its size (one second
+/// per 8 MiB, `s3copy`): a stalled copy falls back to streaming instead of holding the
+/// job for an hour.
+const SERVER_SIDE_COPY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// One file to copy.
 struct Planned {
@@ -644,7 +646,7 @@ async fn copy_file(
     if let Some(s3) = server_side
         .filter(|_| size < crate::s3copy::MAX_COPY_BYTES && !streaming_only.load(Ordering::Relaxed))
     {
-        let (copied, hashed) = tokio::join!(s3.copy(src_key, dst_key), src.hash(src_key));
+        let (copied, hashed) = tokio::join!(s3.copy(src_key, dst_key, size), src.hash(src_key));
         match copied {
             Ok(()) => {
                 tracing::debug!(store = dst.name(), key = dst_key, "copied inside S3");

@@ -25,6 +25,8 @@ pub(crate) const MAX_COPY_BYTES: u64 = 5 * 1024 * 1024 * 1024;
 #[derive(Clone, Debug)]
 pub(crate) struct ServerSideCopy {
     http: reqwest::Client,
+    /// Limit of one copy request, before the allowance for its size.
+    timeout: Duration,
     endpoint: String,
     host: String,
     region: String,
@@ -88,9 +90,10 @@ impl ServerSideCopy {
             .split('/')
             .next()?
             .to_owned();
-        let http = reqwest::Client::builder().timeout(timeout).build().ok()?;
+        let http = reqwest::Client::builder().build().ok()?;
         Some(Self {
             http,
+            timeout,
             host,
             region: option(dst, "region").unwrap_or("us-east-1").to_owned(),
             access_key: option(dst, "access_key_id")?.to_owned(),
@@ -106,7 +109,15 @@ impl ServerSideCopy {
 
     /// Copies `src_key` (relative to the source store's root) to `dst_key` (relative
     /// to the destination's), inside S3.
-    pub(crate) async fn copy(&self, src_key: &str, dst_key: &str) -> Result<(), CopyError> {
+    /// The request may take the client's timeout plus one second per 8 MiB of `size`
+    /// (S3 copies an object in its own time, but a stalled request must not hold the
+    /// job: it fails and the file is streamed instead).
+    pub(crate) async fn copy(
+        &self,
+        src_key: &str,
+        dst_key: &str,
+        size: u64,
+    ) -> Result<(), CopyError> {
         let path = format!(
             "/{}/{}",
             uri_encode(&self.dst_bucket, false),
@@ -139,7 +150,11 @@ impl ServerSideCopy {
                 req = req.header(*k, v);
             }
         }
-        let answer = req.header("authorization", authorization).send().await?;
+        let answer = req
+            .header("authorization", authorization)
+            .timeout(self.timeout + Duration::from_secs(size / (8 << 20)))
+            .send()
+            .await?;
         let status = answer.status();
         let body = answer.text().await?;
         // S3 may answer 200 and put the error in the body (a copy failing late).

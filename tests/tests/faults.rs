@@ -299,7 +299,7 @@ async fn object_store_faults_are_retried_request_by_request() -> Result<()> {
     // Stalled requests are timed out (2 s here) and retried.
     proxy.reset_counts();
     proxy.set(Faults {
-        stall: 0.05,
+        stall: 0.1,
         ..Faults::none()
     });
     let t = Instant::now();
@@ -307,7 +307,7 @@ async fn object_store_faults_are_retried_request_by_request() -> Result<()> {
     assert_succeeded(&stalled);
     let hit = proxy.counts();
     eprintln!(
-        "backup with 5 % of requests stalled: {:.2} s ({} requests, {} stalled)",
+        "backup with 10 % of requests stalled: {:.2} s ({} requests, {} stalled)",
         t.elapsed().as_secs_f64(),
         hit.requests,
         hit.stalls

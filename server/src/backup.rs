@@ -704,6 +704,9 @@ async fn source_rows(
             client.flushed_rows(&c.database, &c.name).await?,
         ));
     }
+    client
+        .wait_while_loading(&c.database, &c.name, ctx.cancel_token())
+        .await?;
     if client.features().supports_count_star() {
         return Ok((
             RowCheckMethod::CountStar,

@@ -86,6 +86,17 @@ async fn prune_once(
         if age < limit {
             continue;
         }
+        // Only a folder whose manifest is surely absent: one the listing could not
+        // read (a storage error, a damaged manifest) is not abandoned, it is damaged,
+        // and that is for a person to decide.
+        match repo.read_manifest(name).await {
+            Ok(None) => {}
+            Ok(Some(_)) => continue,
+            Err(e) => {
+                tracing::warn!(repository, backup = %name, error = %e, "prune: the manifest could not be read; not deleting");
+                continue;
+            }
+        }
         let request = DeleteBackupRequest {
             name: name.clone(),
             repository: repository.to_owned(),

@@ -328,6 +328,25 @@ impl MilvusClient {
         Ok(matches!(state, LoadState::Loaded | LoadState::Loading))
     }
 
+    /// Waits while Milvus reports the collection `Loading` (a loaded collection is,
+    /// for up to a minute after Milvus restarted, and `count(*)` then fails with
+    /// "collection not loaded"); returns at once in any other state.
+    pub(crate) async fn wait_while_loading(
+        &self,
+        db: &str,
+        name: &str,
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> Result<()> {
+        let what = format!("{db}.{name} to finish loading");
+        crate::poll::until(&what, &self.timeouts.settle(), cancel, || async {
+            Ok(match self.load_state(db, name).await? {
+                LoadState::Loading => None,
+                _ => Some(()),
+            })
+        })
+        .await
+    }
+
     async fn load_state(&self, db: &str, name: &str) -> Result<LoadState> {
         let req = pb::GetLoadStateRequest {
             db_name: db.to_owned(),

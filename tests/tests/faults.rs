@@ -25,7 +25,9 @@ use milvault_sdk::{Client, pb};
 use milvault_tests::complete::manifest_files;
 use milvault_tests::fault_proxy::{FaultProxy, Faults};
 use milvault_tests::fixtures::{Fixture, compare, seed};
-use milvault_tests::harness::{TestEnv, TestServer, assert_succeeded, run_job, unique};
+use milvault_tests::harness::{
+    TestEnv, TestServer, assert_succeeded, run_job, spawn_server, unique,
+};
 use milvault_tests::milvus_data::{DataClient, Field, dt};
 
 // ------------------------------------------------------------------ helpers --
@@ -1042,46 +1044,6 @@ async fn milvus_killed_during_a_backup_and_a_restore() -> Result<()> {
 }
 
 // ---------------------------------------------------------- server killed --
-
-/// Starts the `milvault-server` binary with `conf`; returns the child and its
-/// endpoint (from its "listening" log line). The child is killed when dropped.
-async fn spawn_server(conf: &Path) -> Result<(tokio::process::Child, String)> {
-    use tokio::io::{AsyncBufReadExt, BufReader};
-    let bin = milvault_tests::harness::workspace_bin("milvault-server");
-    ensure!(bin.exists(), "{} not built", bin.display());
-    let mut child = tokio::process::Command::new(bin)
-        .arg("--config")
-        .arg(conf)
-        .env("NO_COLOR", "1")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()?;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(16);
-    let out: Box<dyn tokio::io::AsyncRead + Unpin + Send> =
-        Box::new(child.stdout.take().context("stdout")?);
-    let err: Box<dyn tokio::io::AsyncRead + Unpin + Send> =
-        Box::new(child.stderr.take().context("stderr")?);
-    for reader in [out, err] {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(reader).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(i) = line.find("local=") {
-                    let addr: String = line[i + 6..]
-                        .chars()
-                        .take_while(|c| !c.is_whitespace())
-                        .collect();
-                    let _ = tx.send(addr).await;
-                }
-            }
-        });
-    }
-    let addr = tokio::time::timeout(Duration::from_secs(30), rx.recv())
-        .await?
-        .context("the server printed no address")?;
-    Ok((child, format!("http://{addr}")))
-}
 
 /// Waits until the restarted server recorded the cleanup of interrupted job `id`
 /// (it runs in the background after start-up); the job as it then is.

@@ -360,3 +360,19 @@ pub async fn spawn_server(conf: &std::path::Path) -> Result<(tokio::process::Chi
         .ok_or_else(|| anyhow::anyhow!("the server printed no address"))?;
     Ok((child, format!("http://{addr}")))
 }
+
+/// Every file under `dir`, recursively (none when it does not exist).
+pub fn files_under(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(files_under(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

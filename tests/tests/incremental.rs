@@ -13,7 +13,9 @@ use anyhow::{Result, ensure};
 use milvault_sdk::{Client, pb};
 use milvault_tests::compaction::compact;
 use milvault_tests::fixtures::{Fixture, compare, seed};
-use milvault_tests::harness::{TestEnv, TestServer, assert_succeeded, cli, run_job, unique};
+use milvault_tests::harness::{
+    TestEnv, TestServer, assert_succeeded, cli, files_under, run_job, unique,
+};
 use milvault_tests::milvus_data::{DataClient, Field, dt};
 
 /// `batches` flushed segments of `rows` rows (INT64 key, 32-d vectors), deletes in
@@ -107,22 +109,11 @@ fn segment_ids(m: &pb::BackupManifest, collection: &str) -> BTreeSet<i64> {
 }
 
 fn folder_files(dir: &Path) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if let Ok(rel) = p.strip_prefix(dir) {
-                out.insert(rel.display().to_string());
-            }
-        }
-    }
-    out
+    files_under(dir)
+        .iter()
+        .filter_map(|p| p.strip_prefix(dir).ok())
+        .map(|p| p.display().to_string())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -7,7 +7,7 @@
 //! is asserted somewhere under `tests/tests/`, so a new reason needs a test
 //! (`INTERNAL`, for bugs, is the one exception: see [`NOT_PROVOKED`]).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
@@ -15,7 +15,7 @@ use milvault_sdk::{Client, SdkError, pb};
 use milvault_server::error::Reason;
 use milvault_tests::complete::manifest_files;
 use milvault_tests::fake_milvus::{CollectionSpec, FakeMilvus, Fault, SegmentSpec};
-use milvault_tests::harness::{TestServer, assert_succeeded, run_job};
+use milvault_tests::harness::{TestServer, assert_succeeded, files_under, run_job};
 use tonic::Code;
 
 async fn started() -> Result<FakeMilvus> {
@@ -113,22 +113,6 @@ fn failed(job: &pb::Job, code: &str, reason: &str) -> Result<pb::JobError> {
         "expected {code} {reason}, got {err:?}"
     );
     Ok(err)
-}
-
-/// Files under `dir`, recursively.
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 /// Names refused before a job starts: unknown cluster, unknown repository, no cluster
@@ -325,7 +309,7 @@ async fn an_import_milvus_fails_is_import_failed() -> Result<()> {
     );
     ensure!(!fake.has_collection("", "c1_r"), "{:?}", done.cleanup);
     ensure!(
-        walk(&fake.root().join("milvault-staging")).is_empty(),
+        files_under(&fake.root().join("milvault-staging")).is_empty(),
         "staged files left"
     );
     Ok(())
@@ -457,7 +441,7 @@ async fn a_damaged_repository_says_what_is_damaged() -> Result<()> {
         done.cleanup
     );
     ensure!(
-        walk(&fake.root().join("milvault-staging")).is_empty(),
+        files_under(&fake.root().join("milvault-staging")).is_empty(),
         "staged files left"
     );
     Ok(())

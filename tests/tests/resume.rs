@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use milvault_sdk::{Client, pb};
 use milvault_tests::fake_milvus::{CollectionSpec, FakeMilvus, Fault, SegmentSpec};
-use milvault_tests::harness::{assert_succeeded, run_job, spawn_server};
+use milvault_tests::harness::{assert_succeeded, files_under, run_job, spawn_server};
 use tokio::time::Instant;
 
 /// Segments of the restored collection (one import each with the test's limits).
@@ -241,7 +241,7 @@ async fn a_resumed_restore_imports_only_what_was_not_confirmed() -> anyhow::Resu
     assert!(old.resumable_until.is_none());
     assert!(
         !fake.root().join("milvault-staging").join(&old_id).exists()
-            || walk(&fake.root().join("milvault-staging")).is_empty(),
+            || files_under(&fake.root().join("milvault-staging")).is_empty(),
         "staged files left behind"
     );
 
@@ -323,7 +323,7 @@ async fn when_the_window_ends_the_interrupted_restore_is_cleaned_up() -> anyhow:
     );
     assert!(!fake.has_collection("", "c1_r"));
     assert!(
-        walk(&fake.root().join("milvault-staging")).is_empty(),
+        files_under(&fake.root().join("milvault-staging")).is_empty(),
         "staged files left behind"
     );
     let e = c
@@ -428,24 +428,9 @@ async fn a_resumed_replacement_switches_only_when_complete() -> anyhow::Result<(
     );
     assert_eq!(fake.live_rows("c1"), Some(SEGMENTS * 9));
     assert!(
-        walk(&fake.root().join("milvault-staging")).is_empty(),
+        files_under(&fake.root().join("milvault-staging")).is_empty(),
         "staged files left behind"
     );
     child.kill().await?;
     Ok(())
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }

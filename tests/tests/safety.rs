@@ -9,7 +9,7 @@ use std::time::Duration;
 use milvault_sdk::{Client, pb};
 use milvault_tests::fake_milvus::{CollectionSpec, FakeMilvus, Fault, SegmentSpec};
 use milvault_tests::harness::{
-    Minimal, MinimalCluster, TestServer, assert_succeeded, run_job, spawn_server,
+    Minimal, MinimalCluster, TestServer, assert_succeeded, files_under, run_job, spawn_server,
 };
 
 async fn started(version: &str) -> anyhow::Result<FakeMilvus> {
@@ -84,7 +84,7 @@ async fn drop_existing_never_loses_the_original_when_the_restore_fails() -> anyh
     // collection was created.
     let files = std::fs::read_dir(server.repo_dir.join("backups/b1/files"))?.count();
     assert!(files > 0);
-    let victim = walk(&server.repo_dir.join("backups/b1/files"))
+    let victim = files_under(&server.repo_dir.join("backups/b1/files"))
         .into_iter()
         .find(|p| p.to_string_lossy().contains("insert_log"))
         .expect("an insert log");
@@ -331,21 +331,6 @@ async fn wait_for_phase(c: &Client, id: &str, phase: pb::JobPhase) -> anyhow::Re
     anyhow::bail!("the watch ended before {phase:?}")
 }
 
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
 fn no_staging_left(fake: &FakeMilvus) -> bool {
-    walk(&fake.root().join("milvault-staging")).is_empty()
+    files_under(&fake.root().join("milvault-staging")).is_empty()
 }

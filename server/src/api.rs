@@ -190,11 +190,11 @@ impl BackupService for Api {
             .filter_map(|name| {
                 let view = match listing.entries.get(name)? {
                     Entry::Complete(m) => complete_view(repository.name(), m),
-                    Entry::Incomplete(started) => incomplete_view(
+                    e @ (Entry::Incomplete(_) | Entry::Unreadable) => incomplete_view(
                         repository.name(),
                         name,
                         self.app.jobs.backup_in_progress(repository.name(), name),
-                        started.as_ref(),
+                        e.started(),
                     ),
                     Entry::Retained => return None,
                 };

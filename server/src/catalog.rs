@@ -38,6 +38,19 @@ pub(crate) enum Entry {
     Incomplete(Option<BackupStart>),
     /// A deleted backup's folder kept for files later backups reference: not listed.
     Retained,
+    /// A manifest that could not be read (damaged, or a storage error): listed as
+    /// incomplete, but never taken for abandoned (pruning leaves it to a person).
+    Unreadable,
+}
+
+impl Entry {
+    /// The start record of an incomplete backup, when it has one.
+    pub(crate) fn started(&self) -> Option<&BackupStart> {
+        match self {
+            Entry::Incomplete(s) => s.as_ref(),
+            _ => None,
+        }
+    }
 }
 
 /// The repository's backups at one moment, by name.
@@ -247,7 +260,7 @@ async fn read_entry(
         }
         Err(e) => {
             tracing::warn!(backup = name, error = %e, "unreadable manifest; listing the backup as incomplete");
-            Ok(Entry::Incomplete(None))
+            Ok(Entry::Unreadable)
         }
     }
 }

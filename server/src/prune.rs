@@ -69,6 +69,8 @@ async fn prune_once(
         r != repository || matches!(listing.entries.get(name), Some(Entry::Incomplete(_)))
     });
     for (name, entry) in &listing.entries {
+        // Only a folder whose manifest is surely absent: one whose manifest could not
+        // be read (`Entry::Unreadable`) is damaged, not abandoned, and left to a person.
         let Entry::Incomplete(started) = entry else {
             continue;
         };
@@ -85,17 +87,6 @@ async fn prune_once(
         };
         if age < limit {
             continue;
-        }
-        // Only a folder whose manifest is surely absent: one the listing could not
-        // read (a storage error, a damaged manifest) is not abandoned, it is damaged,
-        // and that is for a person to decide.
-        match repo.read_manifest(name).await {
-            Ok(None) => {}
-            Ok(Some(_)) => continue,
-            Err(e) => {
-                tracing::warn!(repository, backup = %name, error = %e, "prune: the manifest could not be read; not deleting");
-                continue;
-            }
         }
         let request = DeleteBackupRequest {
             name: name.clone(),

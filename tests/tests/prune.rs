@@ -1,6 +1,7 @@
 //! `prune_incomplete_after_secs`: an incomplete backup older than the limit is removed
 //! by the server itself, through an ordinary delete job (listed, with its record);
-//! a younger one, and every backup of a repository without the option, stays.
+//! a younger one, one whose manifest cannot be read (damaged, not abandoned), and
+//! every backup of a repository without the option, stay.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -48,6 +49,12 @@ async fn abandoned_incomplete_backups_are_pruned_after_the_configured_age() -> R
     let kept_repo = tempfile::tempdir()?;
     abandoned(pruned_repo.path(), "old", 7_200)?;
     abandoned(pruned_repo.path(), "young", 60)?;
+    // As old, but with a manifest that cannot be read: damaged, not abandoned.
+    abandoned(pruned_repo.path(), "damaged", 7_200)?;
+    std::fs::write(
+        pruned_repo.path().join("backups/damaged/manifest.json"),
+        b"{ not a manifest",
+    )?;
     abandoned(kept_repo.path(), "old", 7_200)?;
     let toml = format!(
         r#"
@@ -87,7 +94,16 @@ storage = {{ scheme = "fs", root = "{}" }}
     };
     assert_eq!(job.repository, "local");
     assert!(!pruned_repo.path().join("backups/old").exists());
-    assert_eq!(names(&c, "local").await?, vec!["young".to_string()]);
+    assert_eq!(
+        names(&c, "local").await?,
+        vec!["damaged".to_string(), "young".to_string()]
+    );
+    assert!(
+        pruned_repo
+            .path()
+            .join("backups/damaged/manifest.json")
+            .exists()
+    );
     // The young one and the other repository's are untouched.
     assert!(
         pruned_repo
